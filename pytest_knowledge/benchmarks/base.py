@@ -1,0 +1,77 @@
+"""What a benchmark is: a frozen config dataclass plus a class that evaluates a model.
+
+The engine builds one instance per config and reuses it for every case, so data is
+read and prepared once per process. Results carry per-example outcomes so baselines
+can say which examples changed, not only by how much.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol
+
+from ..models import LoadedModel
+from ..registry import Registry
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One measurement: the headline metric plus secondary metrics and per-example outcomes."""
+
+    metric: str
+    value: float
+    n: int
+    higher_is_better: bool = True
+    outcomes: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcomes is not None and len(self.outcomes) != self.n:
+            raise ValueError(f"{len(self.outcomes)} outcomes for {self.n} examples")
+
+
+def encode_outcomes(correct: list[bool]) -> str:
+    """Per-example outcomes as a compact '0'/'1' string, in the benchmark's example order."""
+    return "".join("1" if c else "0" for c in correct)
+
+
+class Benchmark(Protocol):
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    def __init__(self, config: Any) -> None: ...
+
+    def data_fingerprint(self) -> str:
+        """Hash of the examples, so results on different data are never compared."""
+        ...
+
+    def evaluate(self, loaded: LoadedModel) -> BenchmarkResult: ...
+
+
+@dataclass(frozen=True)
+class BenchmarkType:
+    name: str
+    config: type
+    factory: Callable[[Any], Benchmark]
+
+
+BENCHMARKS: Registry[BenchmarkType] = Registry("benchmark")
+
+
+def register_benchmark(name: str, config: type) -> Callable[[type], type]:
+    """Class decorator: make the benchmark class available as ``name`` in suites."""
+
+    def wrap(cls: type) -> type:
+        BENCHMARKS.add(name, BenchmarkType(name, config, cls))
+        return cls
+
+    return wrap
+
+
+def digest(*parts: object) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(repr(part).encode())
+        hasher.update(b"\0")
+    return hasher.hexdigest()[:16]

@@ -1,0 +1,180 @@
+"""Load, compress, evaluate — once per process, restoring dense weights between cases.
+
+The engine keeps one model in memory at a time (cases are ordered by model), snapshots
+its dense weights to CPU once, and after every compressed case puts back the original
+modules, parameters and buffers. The dense result of each (model, benchmark) is
+measured once and reused by every compressed case that needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
+from .errors import KnowledgeError
+from .methods import CompressionContext, MethodReport
+from .models import LoadedModel, load
+from .suite import BenchmarkEntry, Case, ModelEntry
+
+
+class DenseSnapshot:
+    """Everything needed to undo any method in memory: module objects, parameter objects,
+    and a CPU copy of every tensor's dense values."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.modules = dict(model.named_modules(remove_duplicate=False))
+        self.parameters = dict(model.named_parameters(remove_duplicate=False))
+        self.buffers = dict(model.named_buffers(remove_duplicate=False))
+        self.hooks = {
+            name: (dict(m._forward_pre_hooks), dict(m._forward_hooks)) for name, m in self.modules.items()
+        }
+        self.values: dict[int, torch.Tensor] = {}
+        for tensor in [*self.parameters.values(), *self.buffers.values()]:
+            if id(tensor) not in self.values:
+                self.values[id(tensor)] = tensor.detach().to("cpu", copy=True)
+
+    def _owner(self, name: str) -> tuple[nn.Module, str]:
+        parent, _, attr = name.rpartition(".")
+        return self.modules[parent], attr
+
+    def restore(self) -> None:
+        """Put back swapped modules, replaced parameters, hooks and dense values."""
+        for name, module in self.modules.items():
+            if name:
+                owner, attr = self._owner(name)
+                if owner._modules.get(attr) is not module:
+                    owner._modules[attr] = module
+        for name, param in self.parameters.items():
+            owner, attr = self._owner(name)
+            if owner._parameters.get(attr) is not param:
+                owner._parameters.pop(attr, None)
+                owner.__dict__.pop(attr, None)
+                owner._parameters[attr] = param
+        for name, buffer in self.buffers.items():
+            owner, attr = self._owner(name)
+            owner._buffers[attr] = buffer
+        for name, module in self.modules.items():
+            pre_hooks, hooks = self.hooks[name]
+            if dict(module._forward_pre_hooks) != pre_hooks or dict(module._forward_hooks) != hooks:
+                module._forward_pre_hooks.clear()
+                module._forward_pre_hooks.update(pre_hooks)
+                module._forward_hooks.clear()
+                module._forward_hooks.update(hooks)
+        with torch.no_grad():
+            for tensor in [*self.parameters.values(), *self.buffers.values()]:
+                tensor.copy_(self.values[id(tensor)])
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What running one case produced, before it is judged against a baseline."""
+
+    result: BenchmarkResult
+    dense: BenchmarkResult
+    report: MethodReport | None
+    fingerprint: str
+    data_fingerprint: str
+    seconds: float
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_finite(result: BenchmarkResult, case: Case) -> None:
+    if not math.isfinite(result.value):
+        raise KnowledgeError(
+            f"{case.id}: {result.metric} is {result.value} — the compressed model produces NaN/inf"
+        )
+
+
+class Engine:
+    """Per-process cache of the loaded model, its dense snapshot, benchmarks and dense results."""
+
+    def __init__(self, device: str | None = None):
+        self.device = device
+        self._model_key: ModelEntry | None = None
+        self._loaded: LoadedModel | None = None
+        self._snapshot: DenseSnapshot | None = None
+        self._benchmarks: dict[BenchmarkEntry, Benchmark] = {}
+        self._dense: dict[tuple[ModelEntry, BenchmarkEntry], BenchmarkResult] = {}
+
+    def model(self, entry: ModelEntry) -> LoadedModel:
+        if self._model_key != entry:
+            self._loaded = self._snapshot = None  # free the previous model first
+            self._loaded = load(entry.name, entry.source, entry.family, entry.dtype, self.device, entry.trust_remote_code)
+            self._snapshot = DenseSnapshot(self._loaded.model)
+            self._model_key = entry
+        assert self._loaded is not None
+        return self._loaded
+
+    def benchmark(self, entry: BenchmarkEntry) -> Benchmark:
+        if entry not in self._benchmarks:
+            self._benchmarks[entry] = BENCHMARKS.lookup(entry.benchmark, "benchmark").factory(entry.config)
+        return self._benchmarks[entry]
+
+    def dense_result(self, model: ModelEntry, bench: BenchmarkEntry) -> BenchmarkResult:
+        key = (model, bench)
+        if key not in self._dense:
+            self._dense[key] = self.benchmark(bench).evaluate(self.model(model))
+        return self._dense[key]
+
+    def compress(self, case: Case, loaded: LoadedModel) -> MethodReport:
+        """Apply every step of the case's method; the caller restores afterwards."""
+        assert case.method is not None
+        context = CompressionContext(loaded.family, case.seed, loaded.tokenizer)
+        reports = []
+        for step in case.method.steps:
+            _seed(case.seed)
+            ratio = case.ratio if step.method.ratio is not None else None
+            reports.append(step.method.apply(loaded.model, step.config, ratio, context))
+        if len(reports) == 1:
+            return reports[0]
+        return MethodReport(
+            touched_parameters=max(r.touched_parameters for r in reports),
+            sparsity=next((r.sparsity for r in reversed(reports) if r.sparsity is not None), None),
+            sparsity_by_scope={k: v for r in reports for k, v in r.sparsity_by_scope.items()},
+            bits=next((r.bits for r in reversed(reports) if r.bits is not None), None),
+            details=" then ".join(r.details for r in reports if r.details),
+        )
+
+    def run(self, case: Case) -> CaseResult:
+        start = time.perf_counter()
+        loaded = self.model(case.model)
+        bench = self.benchmark(case.benchmark)
+        dense = self.dense_result(case.model, case.benchmark)
+        report = None
+        if case.method is None:
+            result = dense
+        else:
+            assert self._snapshot is not None
+            try:
+                report = self.compress(case, loaded)
+                result = bench.evaluate(loaded)
+            finally:
+                self._snapshot.restore()
+        _check_finite(result, case)
+        return CaseResult(result, dense, report, loaded.fingerprint, bench.data_fingerprint(), time.perf_counter() - start)
+
+
+def describe_versions() -> dict[str, Any]:
+    """Library versions recorded with every baseline entry."""
+    import importlib.metadata as md
+    import platform
+
+    versions: dict[str, Any] = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "torchao", "lm_eval", "pytest-knowledge"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            continue
+    return versions

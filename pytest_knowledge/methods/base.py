@@ -1,0 +1,108 @@
+"""What a compression method is: a frozen config dataclass plus one function.
+
+The function edits the model in place and returns a ``MethodReport``; the engine
+snapshots dense weights before and restores them after, so methods never need to undo
+themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class RatioSpec:
+    """What the suite's ``ratios`` mean for a method and which values are allowed."""
+
+    meaning: str
+    low: float
+    high: float
+    low_inclusive: bool = False
+    high_inclusive: bool = False
+    integer: bool = False
+
+    def problem(self, value: object) -> str | None:
+        """None when ``value`` is allowed, else the 'expected ...' wording."""
+        lo = "[" if self.low_inclusive else "("
+        hi = "]" if self.high_inclusive else ")"
+        kind = "an integer" if self.integer else "a number"
+        expected = f"{kind} in {lo}{self.low:g}, {self.high:g}{hi} ({self.meaning})"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return expected
+        if self.integer and float(value) != int(value):
+            return expected
+        above = value > self.low if not self.low_inclusive else value >= self.low
+        below = value < self.high if not self.high_inclusive else value <= self.high
+        return None if above and below else expected
+
+
+SPARSITY = RatioSpec("fraction of weights set to zero", 0.0, 1.0)
+BITS = RatioSpec("bit width", 2, 8, low_inclusive=True, high_inclusive=True, integer=True)
+
+
+@dataclass(frozen=True)
+class CompressionContext:
+    """What a method may need beyond the model: family for scopes, seed for randomness."""
+
+    family: str
+    seed: int
+    tokenizer: Any = None
+
+
+@dataclass(frozen=True)
+class MethodReport:
+    """What a method did, recorded with each result and shown in the end table."""
+
+    touched_parameters: int
+    sparsity: float | None = None
+    sparsity_by_scope: dict[str, float] = field(default_factory=dict)
+    bits: int | None = None
+    details: str = ""
+
+    def summary(self) -> str:
+        parts = []
+        if self.sparsity is not None:
+            parts.append(f"sparsity {self.sparsity:.3f}")
+        if self.bits is not None:
+            parts.append(f"{self.bits}-bit")
+        if self.details:
+            parts.append(self.details)
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+ApplyFn = Callable[[nn.Module, Any, "float | None", CompressionContext], MethodReport]
+
+
+@dataclass(frozen=True)
+class Method(Generic[C]):
+    """A registered method: its suite name, config class, ratio meaning and function."""
+
+    name: str
+    config: type[C]
+    apply: ApplyFn
+    ratio: RatioSpec | None
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register_method(name: str, config: type, ratio: RatioSpec | None = None) -> Callable[[ApplyFn], ApplyFn]:
+    """Decorator: make ``fn(model, config, ratio, context)`` available as ``name`` in suites."""
+
+    def wrap(fn: ApplyFn) -> ApplyFn:
+        METHODS.add(name, Method(name, config, torch.no_grad()(fn), ratio))
+        return fn
+
+    return wrap

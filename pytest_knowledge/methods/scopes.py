@@ -1,42 +1,75 @@
 """Which weight matrices belong to attention, feed-forward, or the output head.
 
 The paper prunes and quantizes "attention", "feed-forward" and "all" modules; model
-families name these differently (BERT ``attention``/``intermediate``, Llama
-``self_attn``/``mlp``, GPT-2 ``attn``/``mlp``, T5 ``SelfAttention``/``DenseReluDense``,
-BART ``self_attn``/``fc1``). Scopes are found from qualified module names, and the
-output head from ``get_output_embeddings`` so tied heads are recognised too.
+families name these differently:
+
+- BERT/RoBERTa ``attention.self.query`` … ``intermediate.dense``, ``output.dense``
+- ALBERT ``attention.query`` … ``ffn``, ``ffn_output`` (one layer object shared by all depths)
+- DistilBERT ``attention.q_lin`` … ``ffn.lin1``, ``ffn.lin2``
+- GPT-2 ``attn.c_attn`` … ``mlp.c_fc`` (``Conv1D``: weight stored as (in, out))
+- Llama/SmolLM2 ``self_attn.q_proj`` … ``mlp.gate_proj``
+- T5 ``SelfAttention``/``EncDecAttention`` … ``DenseReluDense.wi``/``wo``
+- BART ``self_attn``/``encoder_attn`` … ``fc1``, ``fc2``
+
+Scopes come from the components of qualified module names; the output head is found
+with ``get_output_embeddings`` so it is recognised whatever it is called. Layers in
+neither scope (poolers, the MLM transform before the decoder) count as "other" and are
+part of "all".
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 Scope = Literal["all", "attention", "ffn"]
 
-_ATTENTION = re.compile(r"(^|\.)(self_?attn|attn|attention|selfattention|encdecattention|encoder_attn|cross_?attn)(\.|$)", re.I)
-_FFN = re.compile(r"(^|\.)(mlp|ffn|feed_?forward|intermediate|output|densereludense|fc1|fc2|ff)(\.|$)", re.I)
+_ATTENTION = re.compile(
+    r"(^|\.)(self_?attn|attn|attention|selfattention|encdecattention|encoder_attn|cross_?attn)(\.|$)", re.I
+)
+_FFN = re.compile(
+    r"(^|\.)(mlp|ffn|ffn_output|feed_?forward|intermediate|output|densereludense|fc1|fc2|ff)(\.|$)", re.I
+)
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """GPT-2's ``Conv1D``: a linear layer whose weight is stored transposed, as (in, out)."""
+    return type(module).__name__ == "Conv1D"
 
 
 def is_linear(module: nn.Module) -> bool:
-    """nn.Linear and GPT-2's Conv1D (a linear layer with transposed weight)."""
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
-def head_modules(model: nn.Module) -> set[nn.Module]:
-    """The final dense layer(s) mapping hidden states to the vocabulary."""
-    heads: set[nn.Module] = set()
+@dataclass(frozen=True)
+class Layer:
+    """A selected linear layer with its qualified name and scope label."""
+
+    name: str
+    module: nn.Module
+    scope: str  # "attention", "ffn", "other" or "head"
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """The weight as (out_features, in_features), sharing storage with the parameter,
+        so per-output-row and along-the-input operations read the same for Conv1D."""
+        weight = self.module.weight.detach()
+        return weight.t() if is_conv1d(self.module) else weight
+
+
+def head_module(model: nn.Module) -> nn.Module | None:
+    """The final dense layer mapping hidden states to the vocabulary (LM head, MLM decoder)."""
     getter = getattr(model, "get_output_embeddings", None)
     head = getter() if getter is not None else None
-    if isinstance(head, nn.Module):
-        heads.add(head)
-    return heads
+    return head if isinstance(head, nn.Module) and is_linear(head) else None
 
 
 def scope_of(name: str) -> str:
-    """'attention', 'ffn' or 'other' for a Linear layer's qualified name."""
+    """'attention', 'ffn' or 'other' for a linear layer's qualified name."""
     if _ATTENTION.search(name):
         return "attention"
     if _FFN.search(name):
@@ -44,18 +77,70 @@ def scope_of(name: str) -> str:
     return "other"
 
 
-def linear_layers(model: nn.Module, scope: Scope = "all", include_head: bool = False) -> list[tuple[str, nn.Module]]:
-    """Linear layers in ``scope`` in module order; embeddings are never included and the
-    head only when asked, because the paper treats the final layer separately."""
-    heads = head_modules(model)
+def untie_head(model: nn.Module) -> None:
+    """Give a head tied to the input embeddings its own copy of the weight, so editing the
+    head leaves the embeddings intact. The engine's DenseSnapshot puts the shared parameter
+    back afterwards, which re-ties them."""
+    head = head_module(model)
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if head is not None and embeddings is not None and head.weight is embeddings.weight:
+        head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
+
+
+def linear_layers(model: nn.Module, scope: Scope = "all", include_head: bool = False) -> list[Layer]:
+    """Linear layers in ``scope``, in module order. Embeddings are never included and the
+    head only when asked, because the paper treats the final layer separately; selecting
+    a tied head unties it first."""
+    head = head_module(model)
+    if include_head and head is not None:
+        untie_head(model)
     selected = []
     for name, module in model.named_modules():
         if not is_linear(module):
             continue
-        if module in heads:
+        if module is head:
             if include_head:
-                selected.append((name, module))
+                selected.append(Layer(name, module, "head"))
             continue
-        if scope == "all" or scope_of(name) == scope:
-            selected.append((name, module))
+        label = scope_of(name)
+        if scope == "all" or label == scope:
+            selected.append(Layer(name, module, label))
     return selected
+
+
+def conv1d_as_linear(model: nn.Module, layers: list[Layer]) -> list[Layer]:
+    """Swap GPT-2 Conv1D layers for equivalent ``nn.Linear`` ones, for libraries (torchao)
+    that only handle ``nn.Linear``. The engine restores the original modules."""
+    converted = []
+    for layer in layers:
+        if not is_conv1d(layer.module):
+            converted.append(layer)
+            continue
+        conv = layer.module
+        in_features, out_features = conv.weight.shape
+        linear = nn.Linear(in_features, out_features, bias=conv.bias is not None, device="meta")
+        linear.weight = nn.Parameter(conv.weight.detach().t().contiguous())
+        if conv.bias is not None:
+            linear.bias = nn.Parameter(conv.bias.detach().clone())
+        parent_name, _, attr = layer.name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attr, linear)
+        converted.append(Layer(layer.name, linear, layer.scope))
+    return converted
+
+
+def sparsity_by_scope(layers: list[Layer]) -> tuple[float, dict[str, float]]:
+    """Fraction of zero weights overall and per scope, measured on the weights
+    (LLM-KICK's ``check_sparsity``), not taken from the target."""
+    zeros: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for layer in layers:
+        weight = layer.module.weight
+        zeros[layer.scope] = zeros.get(layer.scope, 0) + int((weight == 0).sum())
+        sizes[layer.scope] = sizes.get(layer.scope, 0) + weight.numel()
+    total = sum(sizes.values())
+    overall = sum(zeros.values()) / total if total else 0.0
+    return overall, {s: zeros[s] / sizes[s] for s in sorted(sizes)}
+
+
+def parameter_count(layers: list[Layer]) -> int:
+    return sum(layer.module.weight.numel() for layer in layers)

@@ -1,0 +1,105 @@
+"""Suite parsing and grid expansion, without loading any model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_knowledge.errors import SuiteError
+from pytest_knowledge.suite import format_ratio, load_suite, parse_suite
+
+BASE = {
+    "models": ["smollm2-135m"],
+    "methods": [{"name": "prune", "method": "magnitude", "scope": "ffn"}, {"name": "q8", "method": "int8_weight"}],
+    "ratios": [0.25, 0.5],
+    "benchmarks": [{"name": "caps", "benchmark": "facts", "limit": 5}],
+}
+
+
+def test_grid_has_dense_reference_and_ratio_free_methods_once():
+    ids = [c.id for c in parse_suite(BASE, Path("s.yaml")).cases()]
+    assert ids == [
+        "smollm2-135m-dense-caps",
+        "smollm2-135m-prune-0.25-caps",
+        "smollm2-135m-prune-0.50-caps",
+        "smollm2-135m-q8-caps",
+    ]
+
+
+def test_method_ratios_override_suite_ratios_and_pipelines_get_their_own_id():
+    data = dict(BASE, methods=[
+        {"name": "prune", "method": "magnitude", "ratios": [0.9]},
+        {"name": "prune_q8", "method": [{"method": "magnitude", "scope": "ffn"}, "int8_weight"]},
+    ])
+    suite = parse_suite(data, Path("s.yaml"))
+    assert [c.id for c in suite.cases()][1:] == ["smollm2-135m-prune-0.90-caps", "smollm2-135m-prune_q8-0.25-caps", "smollm2-135m-prune_q8-0.50-caps"]
+    pipeline = suite.methods[1]
+    assert [s.method.name for s in pipeline.steps] == ["magnitude", "int8_weight"]
+    assert pipeline.steps[0].config.scope == "ffn"
+
+
+def test_seeds_are_stable_and_distinct_per_case():
+    cases = parse_suite(BASE, Path("s.yaml")).cases()
+    again = parse_suite(BASE, Path("s.yaml")).cases()
+    assert [c.seed for c in cases] == [c.seed for c in again]
+    assert len({c.seed for c in cases}) == len(cases)
+
+
+@given(st.lists(st.floats(min_value=0.001, max_value=0.999), min_size=2, max_size=6, unique=True))
+def test_distinct_ratios_give_distinct_ids(ratios):
+    assert len({format_ratio(r) for r in ratios}) == len(ratios)
+
+
+def _error(data: object, tmp_path: Path) -> SuiteError:
+    path = tmp_path / "bad.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    with pytest.raises(SuiteError) as caught:
+        load_suite(path)
+    assert str(path) in str(caught.value)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        ({"model": ["x"]}, "model", "did you mean 'models'"),
+        ({"methods": [{"name": "p", "method": "magnitud"}]}, "methods[0].method", "did you mean 'magnitude'"),
+        ({"benchmarks": [{"name": "b", "benchmark": "fact"}]}, "benchmarks[0].benchmark", "known benchmark"),
+        ({"ratios": [0.5, 1.5]}, "ratios[1]", "fraction of weights"),
+        ({"ratios": ["half"]}, "ratios[0]", "a number"),
+        ({"methods": [{"name": "p", "method": "magnitude", "scope": "heads"}]}, "methods[0].scope", "one of 'all'"),
+        ({"methods": [{"name": "p", "method": "magnitude", "sparsity": 0.5}]}, "methods[0].sparsity", "known parameter"),
+        ({"benchmarks": [{"name": "b", "benchmark": "facts", "limit": "ten"}]}, "benchmarks[0].limit", "an integer"),
+        ({"models": []}, "models", "non-empty"),
+        ({"benchmarks": []}, "benchmarks", "non-empty"),
+        ({"methods": [{"name": "p", "method": "magnitude"}, {"name": "p", "method": "int8_weight"}]}, "methods[1].name", "not used by another"),
+        ({"methods": [{"name": "dense", "method": "magnitude"}]}, "methods[0].name", "not used by another"),
+        ({"models": ["m", "m"]}, "models[1].name", "not used by another"),
+        ({"ratios": []}, "ratios", "at least one ratio"),
+        ({"models": [{"name": "m", "family": "rnn"}]}, "models[0].family", "encoder"),
+    ],
+)
+def test_suite_errors_name_file_key_and_expectation(change, key, words, tmp_path):
+    error = _error({**BASE, **change}, tmp_path)
+    assert error.key == key
+    assert words in str(error)
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path):
+    error = _error("models: [smollm2-135m\nbenchmarks: facts\n", tmp_path)
+    assert error.key.startswith("line ")
+    assert "column" in error.key
+
+
+def test_missing_file_is_a_suite_error(tmp_path):
+    with pytest.raises(SuiteError, match="readable suite file"):
+        load_suite(tmp_path / "nope.yaml")
+
+
+def test_bundled_suites_parse():
+    for path in sorted(Path(__file__).parents[1].joinpath("suites").glob("*.yaml")):
+        assert load_suite(path).cases()

@@ -162,7 +162,7 @@ def _flipped(stored: str | None, measured: str | None) -> str:
     """How many examples changed outcome between two per-example outcome strings."""
     if not stored or not measured or len(stored) != len(measured):
         return "-"
-    return str(sum(a != b for a, b in zip(stored, measured)))
+    return str(sum(a != b for a, b in zip(stored, measured, strict=True)))
 
 
 def cmd_baselines_diff(args: argparse.Namespace) -> int:
@@ -205,9 +205,9 @@ def cmd_baselines_prune(args: argparse.Namespace) -> int:
             store.write(suite.name, model.name, {}, remove=stale)
         removed += len(stale)
     models = {m.name for m in suite.models}
-    for suite_name, model in _baseline_files(store.root):
-        if suite_name == suite.name and model not in models:
-            print(f"left alone {store.path(suite_name, model)}: suite {suite.name!r} has no model {model!r}")
+    for suite_name, model_name in _baseline_files(store.root):
+        if suite_name == suite.name and model_name not in models:
+            print(f"left alone {store.path(suite_name, model_name)}: suite {suite.name!r} has no model {model_name!r}")
     print(f"{removed} stale entr{'y' if removed == 1 else 'ies'}{' (dry run)' if args.dry_run and removed else ''}")
     return 0
 

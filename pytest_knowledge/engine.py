@@ -12,15 +12,17 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
+from .cache import ResultCache, case_key
 from .errors import KnowledgeError
 from .methods import CompressionContext, MethodReport
-from .models import LoadedModel, load
+from .models import LoadedModel, load, source_fingerprint
 from .suite import BenchmarkEntry, Case, ModelEntry
 
 
@@ -83,6 +85,7 @@ class CaseResult:
     fingerprint: str
     data_fingerprint: str
     seconds: float
+    from_cache: bool = False
 
 
 def _seed(seed: int) -> None:
@@ -97,21 +100,43 @@ def _check_finite(result: BenchmarkResult, case: Case) -> None:
         )
 
 
-class Engine:
-    """Per-process cache of the loaded model, its dense snapshot, benchmarks and dense results."""
+def combine_reports(reports: list[MethodReport]) -> MethodReport:
+    """One report for a pipeline: the last step's sparsity and bits, every step's details."""
+    if len(reports) == 1:
+        return reports[0]
+    return MethodReport(
+        touched_parameters=max(r.touched_parameters for r in reports),
+        sparsity=next((r.sparsity for r in reversed(reports) if r.sparsity is not None), None),
+        sparsity_by_scope={k: v for r in reports for k, v in r.sparsity_by_scope.items()},
+        bits=next((r.bits for r in reversed(reports) if r.bits is not None), None),
+        details=" then ".join(r.details for r in reports if r.details),
+    )
 
-    def __init__(self, device: str | None = None):
+
+class Engine:
+    """Per-process cache of the loaded model, its dense snapshot, benchmarks and dense results,
+    in front of the on-disk result cache."""
+
+    def __init__(self, cache: ResultCache | None = None, device: str | None = None):
+        self.cache = cache or ResultCache(Path(), mode="off")
         self.device = device
         self._model_key: ModelEntry | None = None
         self._loaded: LoadedModel | None = None
         self._snapshot: DenseSnapshot | None = None
+        self._failed: dict[ModelEntry, KnowledgeError] = {}
         self._benchmarks: dict[BenchmarkEntry, Benchmark] = {}
-        self._dense: dict[tuple[ModelEntry, BenchmarkEntry], BenchmarkResult] = {}
+        self._dense: dict[tuple[ModelEntry, BenchmarkEntry], tuple[BenchmarkResult, bool]] = {}
 
     def model(self, entry: ModelEntry) -> LoadedModel:
+        if entry in self._failed:
+            raise self._failed[entry]
         if self._model_key != entry:
             self._loaded = self._snapshot = None  # free the previous model first
-            self._loaded = load(entry.name, entry.source, entry.family, entry.dtype, self.device, entry.trust_remote_code)
+            try:
+                self._loaded = load(entry.name, entry.source, entry.family, entry.dtype, self.device, entry.trust_remote_code)
+            except KnowledgeError as error:
+                self._failed[entry] = error
+                raise
             self._snapshot = DenseSnapshot(self._loaded.model)
             self._model_key = entry
         assert self._loaded is not None
@@ -122,11 +147,21 @@ class Engine:
             self._benchmarks[entry] = BENCHMARKS.lookup(entry.benchmark, "benchmark").factory(entry.config)
         return self._benchmarks[entry]
 
-    def dense_result(self, model: ModelEntry, bench: BenchmarkEntry) -> BenchmarkResult:
-        key = (model, bench)
-        if key not in self._dense:
-            self._dense[key] = self.benchmark(bench).evaluate(self.model(model))
-        return self._dense[key]
+    def fingerprint(self, entry: ModelEntry) -> str:
+        """From the weight files when possible, so cached cases never load the model."""
+        return source_fingerprint(entry.source) or self.model(entry).fingerprint
+
+    def _dense_result(self, case: Case, key: str) -> tuple[BenchmarkResult, bool]:
+        memo = (case.model, case.benchmark)
+        if memo not in self._dense:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._dense[memo] = (hit.result, True)
+            else:
+                result = self.benchmark(case.benchmark).evaluate(self.model(case.model))
+                self.cache.put(key, result, None)
+                self._dense[memo] = (result, False)
+        return self._dense[memo]
 
     def compress(self, case: Case, loaded: LoadedModel) -> MethodReport:
         """Apply every step of the case's method; the caller restores afterwards."""
@@ -137,44 +172,35 @@ class Engine:
             _seed(case.seed)
             ratio = case.ratio if step.method.ratio is not None else None
             reports.append(step.method.apply(loaded.model, step.config, ratio, context))
-        if len(reports) == 1:
-            return reports[0]
-        return MethodReport(
-            touched_parameters=max(r.touched_parameters for r in reports),
-            sparsity=next((r.sparsity for r in reversed(reports) if r.sparsity is not None), None),
-            sparsity_by_scope={k: v for r in reports for k, v in r.sparsity_by_scope.items()},
-            bits=next((r.bits for r in reversed(reports) if r.bits is not None), None),
-            details=" then ".join(r.details for r in reports if r.details),
-        )
+        return combine_reports(reports)
+
+    def _compressed_result(self, case: Case) -> tuple[BenchmarkResult, MethodReport]:
+        loaded = self.model(case.model)
+        assert self._snapshot is not None
+        try:
+            report = self.compress(case, loaded)
+            return self.benchmark(case.benchmark).evaluate(loaded), report
+        except torch.OutOfMemoryError as error:
+            raise KnowledgeError(f"{case.id}: out of memory while compressing or evaluating ({error})") from None
+        finally:
+            self._snapshot.restore()
 
     def run(self, case: Case) -> CaseResult:
         start = time.perf_counter()
-        loaded = self.model(case.model)
         bench = self.benchmark(case.benchmark)
-        dense = self.dense_result(case.model, case.benchmark)
-        report = None
-        if case.method is None:
-            result = dense
-        else:
-            assert self._snapshot is not None
-            try:
-                report = self.compress(case, loaded)
-                result = bench.evaluate(loaded)
-            finally:
-                self._snapshot.restore()
+        fingerprint = self.fingerprint(case.model)
+        data = bench.data_fingerprint()
+        version = str(getattr(bench, "version", "1"))
+        dense, cached = self._dense_result(case, case_key(case, fingerprint, data, version, dense=True))
+        result, report = dense, None
+        if case.method is not None:
+            key = case_key(case, fingerprint, data, version)
+            hit = self.cache.get(key)
+            if hit is not None:
+                result, report, cached = hit.result, hit.report, True
+            else:
+                result, report = self._compressed_result(case)
+                self.cache.put(key, result, report)
+                cached = False
         _check_finite(result, case)
-        return CaseResult(result, dense, report, loaded.fingerprint, bench.data_fingerprint(), time.perf_counter() - start)
-
-
-def describe_versions() -> dict[str, Any]:
-    """Library versions recorded with every baseline entry."""
-    import importlib.metadata as md
-    import platform
-
-    versions: dict[str, Any] = {"python": platform.python_version()}
-    for package in ("torch", "transformers", "torchao", "lm_eval", "pytest-knowledge"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            continue
-    return versions
+        return CaseResult(result, dense, report, fingerprint, data, time.perf_counter() - start, cached)

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 
-from .engine import describe_versions
 from .errors import KnowledgeError
 from .suite import Suite
 from .tolerance import EPSILON, Tolerance, worsening
 from .verdict import Record
+from .versions import describe_versions
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".knowledge") / "history.db"
@@ -115,11 +115,9 @@ def history_url(value: str | Path | None, root: Path) -> str:
     return f"sqlite:///{path if path.is_absolute() else root / path}"
 
 
-def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+def _utc(moment: dt.datetime) -> dt.datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
 
 
 def _now() -> dt.datetime:
@@ -252,7 +250,7 @@ def detect_step(values: Sequence[float], higher_is_better: bool, tolerance: Tole
     if len(values) < 2:
         return None
     recent_size = min(window, len(values) - 1)
-    if False:
+    if recent_size % 2 == 0:
         recent_size -= 1
     earlier_size = min(window, len(values) - recent_size)
     recent_start = len(values) - recent_size
@@ -387,7 +385,10 @@ class HistoryStore:
     """
 
     def __init__(self, url: str, *, create: bool = True):
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except sa.exc.ArgumentError as error:
+            raise HistoryError(f"history URL {url!r}: {error}") from None
         self.url = parsed.render_as_string(hide_password=True)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -398,6 +399,9 @@ class HistoryStore:
             options["connect_args"] = {"timeout": 30}  # another session may be writing
         try:
             self.engine = sa.create_engine(parsed, **options)
+        except (sa.exc.ArgumentError, ImportError) as error:  # unknown dialect, driver not installed
+            raise HistoryError(f"cannot use history database {self.url}: {error}") from None
+        try:
             self._open_schema(create)
         except sa.exc.DBAPIError as error:
             raise HistoryError(f"cannot use history database {self.url}: {error.orig}") from None
@@ -447,7 +451,7 @@ class HistoryStore:
             device=meta.device, versions=dict(meta.versions),
         )
         with self.engine.begin() as conn:
-            run_id = conn.execute(sa.insert(runs_table).values(**values)).inserted_primary_key[0]
+            run_id: int = conn.execute(sa.insert(runs_table).values(**values)).inserted_primary_key[0]  # type: ignore[index]
         return RunWriter(self, run_id, meta)
 
     def record_run(self, meta: RunMeta, records: Iterable[Record]) -> int:
@@ -478,7 +482,8 @@ class HistoryStore:
                 models[run_id][model].add(fingerprint)
         return [
             RunInfo(
-                id=r.id, started_at=_utc(r.started_at), finished_at=_utc(r.finished_at), suites=tuple(r.suites),
+                id=r.id, started_at=_utc(r.started_at),
+                finished_at=_utc(r.finished_at) if r.finished_at else None, suites=tuple(r.suites),
                 git_commit=r.git_commit, git_branch=r.git_branch, git_dirty=r.git_dirty, host=r.host,
                 platform=r.platform, device=r.device, versions=dict(r.versions), statuses=dict(statuses[r.id]),
                 models={m: tuple(sorted(f)) for m, f in sorted(models[r.id].items())},

@@ -7,6 +7,7 @@ anything else is a local directory or a Hugging Face model id, loaded with the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -92,10 +93,17 @@ def _auto_class(family: Family) -> Any:
 
 
 def _file_digest(paths: list[Path]) -> str:
+    """Hash of file names and contents, memoised on (path, size, mtime) so reruns are cheap."""
+    stamps = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+    return _digest_files(stamps)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_files(stamps: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
+    for name, _, _ in stamps:
+        digest.update(Path(name).name.encode())
+        with open(name, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
@@ -110,8 +118,8 @@ def state_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def weights_fingerprint(weights: Weights, model: nn.Module) -> str:
-    """Hash of the weight files when they are local (fast), else of the loaded tensors."""
+def file_fingerprint(weights: Weights) -> str | None:
+    """Hash of the local weight files, computable without loading the model; None for hub ids."""
     directory = Path(weights.location)
     if weights.gguf_file:
         return _file_digest([directory / weights.gguf_file])
@@ -119,7 +127,15 @@ def weights_fingerprint(weights: Weights, model: nn.Module) -> str:
         files = [p for p in directory.iterdir() if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}]
         if files:
             return _file_digest(files)
-    return state_fingerprint(model)
+    return None
+
+
+def source_fingerprint(source: str) -> str | None:
+    """Fingerprint of ``source``'s weights before loading it (what the result cache keys on)."""
+    try:
+        return file_fingerprint(resolve(source))
+    except KnowledgeError:
+        return None
 
 
 @dataclass
@@ -181,4 +197,4 @@ def _load(source: str, family: str | None, dtype: str, device: str | None, trust
     model.to(target).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return LoadedModel(name, model, tokenizer, chosen, weights_fingerprint(weights, model), target)
+    return LoadedModel(name, model, tokenizer, chosen, file_fingerprint(weights) or state_fingerprint(model), target)

@@ -23,9 +23,7 @@ class SuiteFile(pytest.File):
 
     def collect(self) -> Iterable["CaseItem"]:
         for case in self.suite.cases():
-            item = CaseItem.from_parent(self, name=case.id, case=case)
-            item.add_marker(pytest.mark.xdist_group(case.model.name))
-            yield item
+            yield CaseItem.from_parent(self, name=case.id, case=case)
 
 
 class CaseItem(pytest.Item):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -19,7 +20,8 @@ from .suite import DENSE, format_ratio
 from .verdict import Record
 
 DPI = 100
-FAILED_STYLE = dict(marker="x", color="#d62728", markersize=10, markeredgewidth=2.5, linestyle="none", zorder=5)
+FAILED_STYLE: dict[str, Any] = dict(marker="x", color="#d62728", markersize=10, markeredgewidth=2.5, linestyle="none",
+                                    zorder=5)
 
 
 def _png(figure: Figure) -> bytes:
@@ -52,7 +54,7 @@ def benchmark_figure(records: Sequence[Record]) -> bytes:
     retention_axes.axhline(1.0, color="black", linestyle="--", linewidth=1.5, label="dense")
     for index, (method, points) in enumerate(sorted(by_method.items())):
         color = f"C{index}"
-        with_ratio = sorted((r for r in points if r.ratio is not None), key=lambda r: r.ratio)
+        with_ratio = sorted((r for r in points if r.ratio is not None), key=lambda r: float(r.ratio or 0))
         for axes, value in ((metric_axes, lambda r: r.current), (retention_axes, lambda r: r.retention)):
             for record in points:
                 if record.ratio is None and value(record) is not None:

@@ -21,6 +21,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="record new and changed results as baselines (cases pass)")
     group.addoption("--knowledge-baselines", default=None, metavar="DIR",
                     help="baseline folder (default: ini knowledge_baselines, else baselines/)")
+    group.addoption("--knowledge-cache", default=None, metavar="DIR",
+                    help="result cache folder (default: ini knowledge_cache, else .knowledge/cache)")
+    group.addoption("--knowledge-no-cache", action="store_true", help="neither read nor write the result cache")
+    group.addoption("--knowledge-refresh-cache", action="store_true",
+                    help="recompute every case and overwrite its cached result")
+    group.addoption("--knowledge-shard", default=None, metavar="K/N",
+                    help="run the K-th of N cost-balanced shares of the grid (for split CI jobs)")
+    group.addoption("--knowledge-devices", default=None, metavar="IDS",
+                    help="accelerators xdist workers share, e.g. 0,1 (default: CUDA_VISIBLE_DEVICES or all)")
+    group.addoption("--knowledge-results", default=None, metavar="PATH",
+                    help="write every case's record to this JSON file (for merging shards)")
+    group.addoption("--knowledge-history", default=None, metavar="URL",
+                    help="SQLAlchemy URL or SQLite path of the run history (default .knowledge/history.db)")
+    group.addoption("--knowledge-no-history", action="store_true", help="do not record this session in the history")
+    group.addoption("--knowledge-report", action="append", default=None, metavar="PATH",
+                    help="write a report: .html (self-contained, with plots) or .md (pull-request summary); repeatable")
+    parser.addini("knowledge_cache", "result cache folder, relative to rootdir", default=".knowledge/cache")
     parser.addini("knowledge_suite", "suite file or folder used by a bare --knowledge-suite", default="")
     parser.addini("knowledge_baselines", "baseline folder, relative to rootdir", default="baselines")
 
@@ -46,6 +63,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = session
     config.pluginmanager.register(_ReportHooks(session), "knowledge-reports")
     session.rewrite_args()
+    if session.is_worker:
+        session.configure_worker()
+    else:
+        session.use_loadgroup()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    session = node.config.stash.get(SESSION, None)
+    if session:
+        session.configure_node(node.workerinput)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
@@ -53,6 +81,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
     return session.collect_file(file_path, parent) if session else None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if SESSION in config.stash:
         config.stash[SESSION].order(items)

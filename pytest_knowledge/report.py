@@ -7,7 +7,7 @@ from tabulate import tabulate
 from .suite import format_ratio
 from .verdict import Record
 
-HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "verdict")
+HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "verdict", "from")
 
 
 def _num(value: float | None, signed: bool = False) -> str:
@@ -21,6 +21,7 @@ def rows(records: list[Record]) -> list[tuple[str, ...]]:
         (
             r.model, r.method, format_ratio(r.ratio) if r.ratio is not None else "-", r.benchmark, r.metric or "-",
             _num(r.dense), _num(r.baseline), _num(r.current), _num(r.delta, signed=True), r.status,
+            "cache" if r.from_cache else "run",
         )
         for r in records
     ]

@@ -146,11 +146,12 @@ def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: 
                      f"median of the {DEFAULT_WINDOW} runs before them by more than the case's tolerance.</p>")
         parts.append(_table(DRIFT_HEADERS, (_drift_row(s, step) for s, step in drifting)))
     parts.append("<h2>Metric and retention versus ratio</h2>")
-    for group in _benchmark_groups(ordered):
-        first = group[0]
-        name = f"{first.suite} / {first.model} / {first.benchmark}"
+    for benchmark_records in _benchmark_groups(ordered):
+        first_record = benchmark_records[0]
+        name = f"{first_record.suite} / {first_record.model} / {first_record.benchmark}"
         parts.append(f"<h3>{html.escape(name)}</h3>")
-        parts.append(_image(benchmark_figure(group), f"{first.metric} and retention versus ratio for {name}"))
+        parts.append(_image(benchmark_figure(benchmark_records),
+                            f"{first_record.metric} and retention versus ratio for {name}"))
     parts.append("<h2>History</h2>")
     flagged = {(s.suite, s.case_id): step for s, step in drifting}
     groups = _history_groups(series, flagged)

@@ -15,10 +15,16 @@ from typing import Any
 import pytest
 
 from .baselines import BaselineStore
+from .cache import ResultCache
+from .devices import cuda_count, pin_worker, visible_devices
 from .engine import Engine
+from .history import HistoryStore, RunMeta, RunWriter, history_url
 from .errors import KnowledgeError
 from .nodes import CaseItem, KnowledgeFailure, SuiteFile
 from .report import table
+from .report_files import write_report
+from .results import update_baselines, write_results
+from .sharding import assign_shards, parse_shard, worker_groups
 from .suite import Suite, load_suite, suite_files
 from .verdict import Record, error_record, judge
 
@@ -36,8 +42,20 @@ class KnowledgeSession:
         self.suites: dict[Path, Suite] = {}
         self.records: list[Record] = []
         self.is_worker = hasattr(config, "workerinput")
+        self.cache = ResultCache(
+            self._path(config.getoption("knowledge_cache") or config.getini("knowledge_cache")),
+            "off" if config.getoption("knowledge_no_cache") else
+            "refresh" if config.getoption("knowledge_refresh_cache") else "use",
+        )
+        shard = config.getoption("knowledge_shard")
+        self.shard = parse_shard(shard) if shard else None
+        self.device: str | None = None
+        self.reports = [self._path(p) for p in config.getoption("knowledge_report") or []]
+        self.history_url = None if config.getoption("knowledge_no_history") else history_url(
+            config.getoption("knowledge_history"), self.rootpath)
+        self._history: HistoryStore | None = None
+        self._run: RunWriter | None = None
         self._engine: Engine | None = None
-        self._load_errors: dict[Any, str] = {}
 
     # -- set-up ---------------------------------------------------------------------------
     def _path(self, value: str | Path) -> Path:
@@ -65,6 +83,24 @@ class KnowledgeSession:
         mentioned = {str(self._path(a.split("::")[0]).resolve()) for a in self.config.args}
         self.config.args.extend(s for s in suites if s not in mentioned)
 
+    def devices(self) -> list[str]:
+        """Accelerators the workers share (controller side)."""
+        return visible_devices(self.config.getoption("knowledge_devices"), dict(os.environ), cuda_count)
+
+    def configure_node(self, workerinput: dict[str, Any]) -> None:
+        workerinput["knowledge_devices"] = self.devices()
+
+    def configure_worker(self) -> None:
+        """Pin this worker before any CUDA use: its device, or its share of CPU cores."""
+        info = self.config.workerinput  # type: ignore[attr-defined]
+        pinned = pin_worker(info["workerid"], int(info["workercount"]), info.get("knowledge_devices", []), os.environ)
+        self.device = "cuda:0" if pinned is not None else None
+
+    def use_loadgroup(self) -> None:
+        """Under ``-n``, schedule by the groups ``order`` assigns, unless another mode was chosen."""
+        if getattr(self.config.option, "dist", "no") == "load":
+            self.config.option.dist = "loadgroup"
+
     def load_all(self) -> None:
         """Validate every suite up front, so a bad one stops the run before anything executes."""
         for path in self.suite_paths:
@@ -85,29 +121,35 @@ class KnowledgeSession:
         return node
 
     def order(self, items: list[pytest.Item]) -> None:
-        """Keep each model's cases together so a process loads each model once."""
+        """Keep each model's cases together, keep only this shard's cases, and group them
+        for xdist so a worker loads each model once."""
         slots = [i for i, item in enumerate(items) if isinstance(item, CaseItem)]
-        cases = sorted((items[i] for i in slots), key=lambda it: it.case.model.source)  # type: ignore[attr-defined]
-        for slot, item in zip(slots, cases):
+        ordered: list[CaseItem] = sorted((items[i] for i in slots), key=lambda it: it.case.model.source)  # type: ignore[misc]
+        for slot, item in zip(slots, ordered):
             items[slot] = item
+        if self.shard is not None:
+            shards = assign_shards([it.case for it in ordered], self.shard.count)
+            dropped = {id(it) for it, s in zip(ordered, shards) if s != self.shard.index - 1}
+            self.config.hook.pytest_deselected(items=[it for it in items if id(it) in dropped])
+            items[:] = [it for it in items if id(it) not in dropped]
+            ordered = [it for it in ordered if id(it) not in dropped]
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        for item, group in zip(ordered, worker_groups([it.case for it in ordered], workers)):
+            item.add_marker(pytest.mark.xdist_group(group))
 
     # -- running --------------------------------------------------------------------------
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = Engine()
+            self._engine = Engine(self.cache, self.device)
         return self._engine
 
     def run_item(self, item: CaseItem) -> None:
         case = item.case
-        if case.model in self._load_errors:
-            raise KnowledgeError(self._load_errors[case.model])
         try:
             result = self.engine.run(case)
         except KnowledgeError as error:
             item.user_properties.append((RECORD_KEY, error_record(case, str(error)).to_json()))
-            if "cannot load" in str(error):
-                self._load_errors[case.model] = str(error)
             raise
         baseline_file = self.store.path(case.suite, case.model.name)
         stored = self.store.get(case.suite, case.model.name, case.id)
@@ -119,21 +161,39 @@ class KnowledgeSession:
             raise KnowledgeFailure(record.message)
 
     # -- controller side ------------------------------------------------------------------
+    def _history_run(self) -> RunWriter | None:
+        """The history run of this session, opened at its first result so --co records nothing."""
+        if self._run is None and self.history_url is not None:
+            self._history = HistoryStore(self.history_url)
+            device = ",".join(self.devices()) or "cpu"
+            self._run = self._history.start_run(RunMeta.collect(self.suites.values(), device, self.rootpath))
+        return self._run
+
     def on_report(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
             if key == RECORD_KEY and report.when == "call":
-                self.records.append(Record(**value))
+                record = Record(**value)
+                self.records.append(record)
+                run = self._history_run()
+                if run is not None:
+                    run.add([record])  # one transaction per case: an interrupted session keeps what ran
 
     def finish(self) -> None:
         """Write baselines from the records (controller only) after every case has reported."""
-        if self.is_worker or not self.update:
+        if self.is_worker:
             return
-        grouped: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
-        for record in self.records:
-            if record.entry is not None and record.status in ("new", "updated"):
-                grouped[(record.suite, record.model)][record.case_id] = record.entry
-        for (suite, model), entries in sorted(grouped.items()):
-            self.store.write(suite, model, entries)
+        if self.update:
+            update_baselines(self.store, self.records)
+        results = self.config.getoption("knowledge_results")
+        if results:
+            meta = {"suites": [str(p) for p in self.suite_paths], "shard": self.config.getoption("knowledge_shard")}
+            write_results(self._path(results), self.records, meta)
+        if self._run is not None:
+            self._run.finish()
+        for path in self.reports:
+            write_report(path, self.records, self._history)
+        if self._history is not None:
+            self._history.close()
 
     def stale_entries(self) -> list[str]:
         """Stored entries no case of the loaded suites uses (with -k, deselected cases still count as used)."""
@@ -163,6 +223,8 @@ class KnowledgeSession:
             reporter.write_line(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
             if self.update:
                 reporter.write_line(f"baselines written under {self.store.root}")
+            for path in self.reports:
+                reporter.write_line(f"knowledge report: {path}")
         stale = self.stale_entries()
         if stale:
             reporter.write_sep("-", f"{len(stale)} baseline entries not used by any case")

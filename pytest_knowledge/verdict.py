@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine import CaseResult, describe_versions
-from .suite import Case
 from .tolerance import beyond_improvement, retention, retention_ok, within_baseline, worsening
+from .versions import describe_versions
 
+if TYPE_CHECKING:
+    from .engine import CaseResult
+    from .suite import Case
 PASSING = ("pass", "improved", "new", "updated", "unchanged")
 
 
@@ -38,6 +40,7 @@ class Record:
     method_report: str
     seconds: float
     entry: dict[str, Any] | None
+    from_cache: bool = False
 
     @property
     def passed(self) -> bool:
@@ -96,6 +99,7 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
         benchmark=case.benchmark.name, metric=r.metric, higher_is_better=r.higher_is_better, n=r.n,
         dense=cr.dense.value, baseline=base_value, current=r.value, delta=delta, retention=keep,
         method_report=cr.report.summary() if cr.report else "", seconds=cr.seconds, entry=entry,
+        from_cache=cr.from_cache,
     )
     if update:
         status = "new" if stored is None else ("unchanged" if _same_measurement(stored, entry) else "updated")

@@ -36,7 +36,8 @@ def records(drift: float = 0.0, error: str | None = None) -> list[Record]:
             suite="default", case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
             benchmark=case.benchmark.name, metric=entry["metric"], higher_is_better=True, n=entry["n"],
             dense=dense, baseline=entry["value"], current=None if failed else value,
-            delta=None if failed else value - entry["value"], retention=None if failed or not case.method else value / dense,
+            delta=None if failed else value - entry["value"],
+            retention=None if failed or not case.method else value / dense,
             status="error" if failed else "pass", message="cannot load" if failed else "", method_report="",
             seconds=1.0, entry=None if failed else {**entry, "value": value},
         ))

@@ -12,7 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from pytest_knowledge.history import (
-    SCHEMA_VERSION, HistoryError, HistoryStore, RunMeta, git_state, history_url, schema_table,
+    SCHEMA_VERSION,
+    HistoryError,
+    HistoryStore,
+    RunMeta,
+    git_state,
+    history_url,
+    schema_table,
 )
 from pytest_knowledge.suite import load_suite
 from pytest_knowledge.tolerance import Tolerance
@@ -83,10 +89,9 @@ def test_an_interrupted_run_keeps_the_cases_it_recorded(tmp_path: Path) -> None:
 
 def test_the_schema_version_is_stored_and_a_different_one_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'history.db'}"
-    with HistoryStore(url) as store:
-        with store.engine.begin() as conn:
-            assert conn.execute(sa.select(schema_table.c.value)).scalar_one() == str(SCHEMA_VERSION)
-            conn.execute(sa.update(schema_table).values(value="999"))
+    with HistoryStore(url) as store, store.engine.begin() as conn:
+        assert conn.execute(sa.select(schema_table.c.value)).scalar_one() == str(SCHEMA_VERSION)
+        conn.execute(sa.update(schema_table).values(value="999"))
     with pytest.raises(HistoryError, match="schema version 999"):
         HistoryStore(url)
 
@@ -96,6 +101,15 @@ def test_reading_a_missing_database_does_not_create_it(tmp_path: Path) -> None:
     with pytest.raises(HistoryError, match="no history database"):
         HistoryStore(f"sqlite:///{path}", create=False)
     assert not path.parent.exists()
+
+
+def test_unusable_urls_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(HistoryError, match="nosuchdialect"):
+        HistoryStore("nosuchdialect://host/db")
+    with pytest.raises(HistoryError, match="history URL"):
+        HistoryStore("::not a url::")
+    with pytest.raises(HistoryError, match="cannot use history database"):
+        HistoryStore(f"sqlite:///{tmp_path}")  # a folder, not a database file
 
 
 def test_the_default_store_is_created_with_its_folder(tmp_path: Path) -> None:
@@ -145,7 +159,8 @@ def test_compare_judges_each_case_by_its_tolerance(store: HistoryStore) -> None:
 
 def test_case_history_filters_and_orders_runs(store: HistoryStore) -> None:
     for value in (0.40, 0.38, 0.35):
-        store.record_run(meta(Tolerance(abs=0.01)), [record(current=value), record("m-dense-facts", 0.4, method="dense")])
+        dense = record("m-dense-facts", 0.4, method="dense")
+        store.record_run(meta(Tolerance(abs=0.01)), [record(current=value), dense])
     [series] = store.case_history(method="magnitude")
     assert [p.value for p in series.points] == [0.40, 0.38, 0.35]
     assert series.tolerance == Tolerance(abs=0.01)

@@ -10,7 +10,7 @@ from pytest_knowledge.history import detect_step
 from pytest_knowledge.tolerance import Tolerance
 
 values = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
-tolerances = st.builds(Tolerance, abs=st.floats(min_value=0.0, max_value=0.1), rel=st.floats(min_value=0.0, max_value=0.1))
+tolerances = st.builds(Tolerance, abs=st.floats(0.0, 0.1), rel=st.floats(0.0, 0.1))
 
 
 def test_a_slow_drift_is_a_step_although_each_run_is_within_tolerance() -> None:
@@ -72,7 +72,8 @@ def test_direction_is_symmetric(series: list[float], tol: Tolerance, window: int
 
 
 @given(st.lists(values, min_size=2, max_size=20), st.floats(0.0, 0.05), st.floats(-10, 10), st.integers(1, 5))
-def test_an_absolute_tolerance_ignores_the_level(series: list[float], allowed: float, shift: float, window: int) -> None:
+def test_an_absolute_tolerance_ignores_the_level(series: list[float], allowed: float, shift: float,
+                                                 window: int) -> None:
     tol = Tolerance(abs=allowed)
     found = detect_step(series, True, tol, window)
     shifted = detect_step([v + shift for v in series], True, tol, window)

@@ -1,0 +1,84 @@
+"""Content-addressed result cache: a case is recomputed only when something it depends on changed.
+
+The key hashes the model's weight fingerprint, family and dtype, every method step with
+its full config, the ratio, the benchmark with its config and data fingerprint, the
+benchmark's scorer version, and the versions of this package, torch and transformers.
+A different model can therefore never be served another model's result (the failure
+lm-eval's text-keyed request cache has).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from . import __version__
+from .benchmarks import BenchmarkResult
+from .benchmarks.base import digest
+from .methods import MethodReport
+from .storage import dump_json, write_atomic
+from .suite import Case
+from .typed import to_plain
+
+CacheMode = Literal["use", "refresh", "off"]
+FORMAT = 1
+
+
+def _library_versions() -> tuple[str, ...]:
+    import importlib.metadata as md
+
+    return tuple(md.version(p) for p in ("torch", "transformers"))
+
+
+def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version: str, dense: bool = False) -> str:
+    """The cache key of ``case`` (or of its dense reference when ``dense``)."""
+    steps = [] if dense or case.method is None else [
+        (s.method.name, sorted(to_plain(s.config).items())) for s in case.method.steps
+    ]
+    return digest(
+        FORMAT, __version__, _library_versions(),
+        fingerprint, case.model.family, case.model.dtype,
+        steps, None if dense else case.ratio,
+        case.benchmark.benchmark, sorted(to_plain(case.benchmark.config).items()), data_fingerprint, scorer_version,
+    )
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    result: BenchmarkResult
+    report: MethodReport | None
+
+
+class ResultCache:
+    """JSON files under ``root/<key[:2]>/<key>.json``, written atomically by whichever process computed them."""
+
+    def __init__(self, root: Path, mode: CacheMode = "use"):
+        self.root = root
+        self.mode = mode
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> CachedResult | None:
+        if self.mode != "use":
+            return None
+        path = self._path(key)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            report = data.get("report")
+            return CachedResult(BenchmarkResult(**data["result"]), MethodReport(**report) if report else None)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # missing or unreadable entries are recomputed
+
+    def put(self, key: str, result: BenchmarkResult, report: MethodReport | None) -> None:
+        if self.mode == "off":
+            return
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "result": dataclasses.asdict(result),
+            "report": report.to_json() if report else None,
+        }
+        write_atomic(self._path(key), dump_json(payload))

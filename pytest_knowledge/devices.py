@@ -1,0 +1,67 @@
+"""Pin each xdist worker to one accelerator, and split CPU cores between workers.
+
+The controller decides the device list once (``--knowledge-devices``, else the outer
+``CUDA_VISIBLE_DEVICES``, else every CUDA device torch counts) and hands it to workers;
+each worker sets ``CUDA_VISIBLE_DEVICES`` to its share before torch first touches CUDA.
+With more workers than devices, workers share devices round-robin.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .errors import KnowledgeError
+
+
+def visible_devices(option: str | None, environ: dict[str, str], count: Callable[[], int]) -> list[str]:
+    """The accelerators this run may use, as CUDA_VISIBLE_DEVICES entries (empty: CPU only)."""
+    if option:
+        devices = [d.strip() for d in option.split(",") if d.strip()]
+        outer = environ.get("CUDA_VISIBLE_DEVICES")
+        if outer is not None and outer.strip():
+            allowed = [d.strip() for d in outer.split(",")]
+            outside = [d for d in devices if d not in allowed]
+            if outside:
+                raise KnowledgeError(
+                    f"--knowledge-devices: {','.join(outside)} not in CUDA_VISIBLE_DEVICES={outer}"
+                )
+        return devices
+    outer = environ.get("CUDA_VISIBLE_DEVICES")
+    if outer is not None:
+        return [d.strip() for d in outer.split(",") if d.strip() and d.strip() != "-1"]
+    return [str(i) for i in range(count())]
+
+
+def worker_index(worker_id: str) -> int:
+    """'gw3' → 3."""
+    return int(worker_id.removeprefix("gw"))
+
+
+def device_for(index: int, devices: list[str]) -> str | None:
+    """Round-robin share: worker i gets devices[i % len(devices)]; None on CPU-only runs."""
+    return devices[index % len(devices)] if devices else None
+
+
+def cpu_threads(cores: int, workers: int) -> int:
+    """Threads per worker so that workers together use each core once."""
+    return max(1, cores // max(1, workers))
+
+
+def pin_worker(worker_id: str, worker_count: int, devices: list[str], environ: dict[str, str]) -> str | None:
+    """Set this worker's CUDA_VISIBLE_DEVICES (or CPU thread count); returns the device chosen."""
+    import torch
+
+    device = device_for(worker_index(worker_id), devices)
+    if device is not None:
+        environ["CUDA_VISIBLE_DEVICES"] = device
+    else:
+        torch.set_num_threads(cpu_threads(os.cpu_count() or 1, worker_count))
+    return device
+
+
+def cuda_count() -> int:
+    """Number of CUDA devices, without creating a CUDA context in this process."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

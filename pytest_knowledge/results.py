@@ -1,0 +1,73 @@
+"""Result files: every record of a session as JSON, so shards run on separate hosts can be merged.
+
+``--knowledge-results=PATH`` writes one per session (controller only); ``pytest-knowledge
+merge`` combines several into one report and one baseline update. A case reported by two
+files with different measurements is a conflict: reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .baselines import BaselineStore
+from .errors import KnowledgeError
+from .storage import dump_json, write_atomic
+from .verdict import Record
+
+FORMAT = 1
+
+
+def write_results(path: Path, records: list[Record], meta: dict[str, Any]) -> None:
+    write_atomic(path, dump_json({"format": FORMAT, "meta": meta, "records": [r.to_json() for r in records]}))
+
+
+def read_results(path: Path) -> list[Record]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != FORMAT:
+            raise KnowledgeError(f"{path}: results format {data.get('format')!r}, expected {FORMAT}")
+        return [Record(**r) for r in data["records"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise KnowledgeError(f"{path}: not a pytest-knowledge results file ({error})") from None
+
+
+@dataclass
+class Merged:
+    records: list[Record] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _measurement(record: Record) -> tuple:
+    entry = record.entry or {}
+    return record.current, record.n, entry.get("outcomes"), entry.get("fingerprint")
+
+
+def merge(paths: list[Path]) -> Merged:
+    """Union of the files' records by (suite, case id); differing duplicates are conflicts."""
+    merged = Merged()
+    seen: dict[tuple[str, str], tuple[Path, Record]] = {}
+    for path in paths:
+        for record in read_results(path):
+            key = (record.suite, record.case_id)
+            if key not in seen:
+                seen[key] = (path, record)
+                merged.records.append(record)
+            elif _measurement(seen[key][1]) != _measurement(record):
+                first_path, first = seen[key]
+                merged.conflicts.append(
+                    f"{record.suite}/{record.case_id}: {first.current} in {first_path} but {record.current} in {path}"
+                )
+    return merged
+
+
+def update_baselines(store: BaselineStore, records: list[Record]) -> list[Path]:
+    """Write the entries of new and updated records, one atomic write per baseline file."""
+    grouped: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    for record in records:
+        if record.entry is not None and record.status in ("new", "updated"):
+            grouped[(record.suite, record.model)][record.case_id] = record.entry
+    return [store.write(suite, model, entries) for (suite, model), entries in sorted(grouped.items())]

@@ -22,7 +22,9 @@ from tabulate import tabulate
 from .baselines import BaselineStore
 from .errors import KnowledgeError
 from .history import DEFAULT_WINDOW, HistoryStore, RunInfo, history_url
+from .report import table
 from .report_files import write_report
+from .results import merge, update_baselines
 from .suite import load_suite
 
 REGRESSION = 1
@@ -212,6 +214,24 @@ def cmd_baselines_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Combine the result files of sharded runs: one table, optional reports and baseline update."""
+    merged = merge([Path(p) for p in args.results])
+    print(table(merged.records))
+    for path in args.report or []:
+        write_report(Path(path), merged.records, None)
+        print(f"knowledge report: {path}")
+    if args.update_baselines:
+        for path in update_baselines(BaselineStore(Path(args.dir)), merged.records):
+            print(f"baselines written: {path}")
+    for conflict in merged.conflicts:
+        print(f"conflict: {conflict}", file=sys.stderr)
+    failed = [r for r in merged.records if not r.passed]
+    print(f"{len(merged.records)} cases from {len(args.results)} files, {len(failed)} not passing, "
+          f"{len(merged.conflicts)} conflicts")
+    return REGRESSION if failed or merged.conflicts else 0
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -257,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("suite", metavar="SUITE", help="suite file whose cases are kept")
     prune.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     prune.set_defaults(handler=cmd_baselines_prune)
+    merge_ = commands.add_parser("merge", help="combine --knowledge-results files of sharded runs")
+    merge_.add_argument("results", nargs="+", metavar="RESULTS", help="results JSON files")
+    merge_.add_argument("--report", action="append", metavar="PATH", help="also write a .html or .md report")
+    merge_.add_argument("--update-baselines", action="store_true",
+                        help="write the new and updated entries of every shard into the baseline folder")
+    merge_.add_argument("--dir", default="baselines", help="baseline folder (default baselines)")
+    merge_.set_defaults(handler=cmd_merge)
     return parser
 
 

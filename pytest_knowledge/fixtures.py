@@ -163,14 +163,14 @@ def _model(recipe: Recipe, tokenizer):
         config = transformers.BertConfig(
             vocab_size=len(tokenizer), hidden_size=recipe.width, num_hidden_layers=recipe.layers,
             num_attention_heads=recipe.heads, intermediate_size=2 * recipe.width, max_position_embeddings=64,
-            pad_token_id=tokenizer.pad_token_id,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id,
         )
         return transformers.BertForMaskedLM(config)
     config = transformers.T5Config(
         vocab_size=len(tokenizer), d_model=recipe.width, d_kv=recipe.width // recipe.heads, d_ff=2 * recipe.width,
         num_layers=recipe.layers, num_decoder_layers=recipe.layers, num_heads=recipe.heads,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, dropout_rate=0.0,
     )
     return transformers.T5ForConditionalGeneration(config)
 

@@ -15,3 +15,34 @@ def smollm2() -> LoadedModel:
     shared by every test in the process, including pytester in-process runs.
     """
     return load("smollm2-135m", "smollm2-135m")
+
+
+def save_tiny_llama(directory, seed: int) -> None:
+    """A randomly initialised two-layer Llama with SmolLM2's tokenizer, saved like any local
+    checkpoint: loads in well under a second, so xdist and cache tests stay fast."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from pytest_knowledge.models import resolve
+
+    weights = resolve("smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(weights.location, gguf_file=weights.gguf_file)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory):
+    """Path of a tiny random Llama checkpoint (see ``save_tiny_llama``)."""
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    save_tiny_llama(directory, seed=0)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def make_tiny_llama():
+    """``save_tiny_llama`` for tests that need a second, changed checkpoint."""
+    return save_tiny_llama

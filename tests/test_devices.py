@@ -1,0 +1,47 @@
+"""Worker pinning and core splitting, with simulated device lists (no GPU needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pytest_knowledge.devices import cpu_threads, device_for, pin_worker, visible_devices, worker_index
+from pytest_knowledge.errors import KnowledgeError
+
+
+def test_option_wins_and_must_stay_inside_the_outer_visible_set():
+    assert visible_devices("2,3", {}, lambda: 8) == ["2", "3"]
+    assert visible_devices("1", {"CUDA_VISIBLE_DEVICES": "1,3"}, lambda: 8) == ["1"]
+    with pytest.raises(KnowledgeError, match="not in CUDA_VISIBLE_DEVICES=1,3"):
+        visible_devices("0,1", {"CUDA_VISIBLE_DEVICES": "1,3"}, lambda: 8)
+
+
+def test_outer_visible_devices_are_respected_before_counting():
+    assert visible_devices(None, {"CUDA_VISIBLE_DEVICES": "4,6"}, lambda: 8) == ["4", "6"]
+    assert visible_devices(None, {"CUDA_VISIBLE_DEVICES": ""}, lambda: 8) == []
+    assert visible_devices(None, {"CUDA_VISIBLE_DEVICES": "-1"}, lambda: 8) == []
+    assert visible_devices(None, {}, lambda: 3) == ["0", "1", "2"]
+
+
+def test_workers_share_devices_evenly():
+    devices = ["4", "6"]
+    chosen = [device_for(worker_index(f"gw{i}"), devices) for i in range(5)]
+    assert chosen == ["4", "6", "4", "6", "4"]
+    assert device_for(0, []) is None
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, 1, 2), (2, 2, 1), (16, 4, 4), (2, 8, 1)])
+def test_cpu_cores_are_split_between_workers(cores, workers, threads):
+    assert cpu_threads(cores, workers) == threads
+
+
+def test_pinning_sets_the_workers_visible_device_or_its_thread_count():
+    environ: dict[str, str] = {"CUDA_VISIBLE_DEVICES": "4,6"}
+    assert pin_worker("gw1", 2, ["4", "6"], environ) == "6"
+    assert environ["CUDA_VISIBLE_DEVICES"] == "6"
+    before = torch.get_num_threads()
+    try:
+        assert pin_worker("gw0", 64, [], {}) is None
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,6 +1,6 @@
 """Content-addressed result cache: a case is recomputed only when something it depends on changed.
 
-The key hashes the model's weight fingerprint, family and dtype, every method step with
+The key hashes the model's weight fingerprint, family, dtype and device kind, every method step with
 its full config, the ratio, the benchmark with its config and data fingerprint, the
 benchmark's scorer version, and the versions of this package, torch and transformers.
 A different model can therefore never be served another model's result (the failure
@@ -33,14 +33,15 @@ def _library_versions() -> tuple[str, ...]:
     return tuple(md.version(p) for p in ("torch", "transformers"))
 
 
-def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version: str, dense: bool = False) -> str:
-    """The cache key of ``case`` (or of its dense reference when ``dense``)."""
+def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version: str, dense: bool = False,
+             device: str = "cpu") -> str:
+    """The cache key of ``case`` (or of its dense reference when ``dense``) on a kind of ``device``."""
     steps = [] if dense or case.method is None else [
         (s.method.name, sorted(to_plain(s.config).items())) for s in case.method.steps
     ]
     return digest(
         FORMAT, __version__, _library_versions(),
-        fingerprint, case.model.family, case.model.dtype,
+        fingerprint, case.model.family, case.model.dtype, device,
         steps, None if dense else case.ratio,
         case.benchmark.benchmark, sorted(to_plain(case.benchmark.config).items()), data_fingerprint, scorer_version,
     )

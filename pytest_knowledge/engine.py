@@ -22,7 +22,7 @@ from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
 from .cache import ResultCache, case_key
 from .errors import KnowledgeError
 from .methods import CompressionContext, MethodReport
-from .models import LoadedModel, load, source_fingerprint
+from .models import LoadedModel, load, source_fingerprint, target_device
 from .suite import BenchmarkEntry, Case, ModelEntry
 
 
@@ -191,10 +191,11 @@ class Engine:
         fingerprint = self.fingerprint(case.model)
         data = bench.data_fingerprint()
         version = str(getattr(bench, "version", "1"))
-        dense, cached = self._dense_result(case, case_key(case, fingerprint, data, version, dense=True))
+        device = target_device(self.device).type
+        dense, cached = self._dense_result(case, case_key(case, fingerprint, data, version, dense=True, device=device))
         result, report = dense, None
         if case.method is not None:
-            key = case_key(case, fingerprint, data, version)
+            key = case_key(case, fingerprint, data, version, device=device)
             hit = self.cache.get(key)
             if hit is not None:
                 result, report, cached = hit.result, hit.report, True

@@ -22,6 +22,7 @@ from .errors import KnowledgeError
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 FAMILIES: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
+DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
 
 _ENCODER_TYPES = {"bert", "roberta", "albert", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert", "mpnet"}
 
@@ -153,7 +154,20 @@ class LoadedModel:
 _LOADED: dict[tuple, LoadedModel] = {}
 
 
-def load(name: str, source: str, family: str | None = None, dtype: str = "float32",
+def target_device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' is bfloat16 on GPUs that support it (half the memory, full speed) and float32 elsewhere."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load(name: str, source: str, family: str | None = None, dtype: str = "auto",
          device: str | None = None, trust_remote_code: bool = False) -> LoadedModel:
     """The model for ``source``, read from disk at most once per process.
 
@@ -184,7 +198,8 @@ def _load(source: str, family: str | None, dtype: str, device: str | None, trust
         config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location, **kwargs)
         chosen: Family = family or detect_family(config)  # type: ignore[assignment]
-        model = _auto_class(chosen).from_pretrained(weights.location, dtype=getattr(torch, dtype), **kwargs)
+        target = target_device(device)
+        model = _auto_class(chosen).from_pretrained(weights.location, dtype=resolve_dtype(dtype, target), **kwargs)
     except (OSError, ValueError) as error:
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
         raise KnowledgeError(
@@ -193,7 +208,6 @@ def _load(source: str, family: str | None, dtype: str, device: str | None, trust
             "save_pretrained, or a hub id on a machine with hub access"
             + (" (HF_HUB_OFFLINE is set)" if offline else "")
         ) from error
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(target).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

@@ -19,7 +19,7 @@ from .benchmarks import BENCHMARKS
 from .errors import SuiteError
 from .methods import METHODS, Method
 from .methods.base import RatioSpec
-from .models import FAMILIES
+from .models import DTYPES, FAMILIES
 from .tolerance import Tolerance, TolerancePolicy, parse_policy
 from .typed import build, closest, coerce
 
@@ -34,7 +34,7 @@ class ModelEntry:
     name: str
     source: str
     family: str | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
     trust_remote_code: bool = False
 
 
@@ -177,8 +177,8 @@ def _model(entry: Any, key: str) -> ModelEntry:
     model = build(ModelEntry, data, key)
     if model.family is not None and model.family not in FAMILIES:
         raise SuiteError(f"{key}.family", "one of " + ", ".join(FAMILIES), model.family)
-    if model.dtype not in ("float32", "float16", "bfloat16"):
-        raise SuiteError(f"{key}.dtype", "one of float32, float16, bfloat16", model.dtype)
+    if model.dtype not in DTYPES:
+        raise SuiteError(f"{key}.dtype", "one of " + ", ".join(DTYPES), model.dtype)
     return model
 
 

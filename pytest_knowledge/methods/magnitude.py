@@ -1,14 +1,18 @@
 """Global magnitude pruning: zero the smallest |w| across all selected layers at once.
 
-``torch.nn.utils.prune.global_unstructured`` concatenates every score into one vector
-and keeps mask re-parametrisations; here an exact threshold is found from a histogram
-of float bit patterns, so extra memory is one layer at a time and the pruned count is
-exactly ``round(ratio * n)`` like torch's.
+``torch.nn.utils.prune.global_unstructured`` concatenates every score into one vector,
+runs ``topk`` over it and keeps mask re-parametrisations. Here the exact threshold is
+bracketed from a strided sample, one pass counts the weights below the bracket and
+collects the few inside it, and a second pass zeroes; chunks go through small reused
+buffers, so extra memory stays a few MB and the pruned count is exactly
+``round(ratio * n)``, like torch's.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -16,7 +20,8 @@ from torch import nn
 from .base import SPARSITY, CompressionContext, MethodReport, register_method
 from .scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
 
-_BUCKETS = 1 << 15  # top 16 bits of a non-negative float32: sign bit is always 0
+_CHUNK = 1 << 20  # elements per pass step
+_SAMPLE = 1 << 20  # sampled magnitudes used to bracket the threshold
 
 
 @dataclass(frozen=True)
@@ -25,28 +30,71 @@ class MagnitudeConfig:
     include_head: bool = False
 
 
-def _abs32(weight: torch.Tensor) -> torch.Tensor:
-    return weight.detach().abs().to(torch.float32)
+class _Scratch:
+    """Buffers reused for every chunk: fresh allocations cost more in page faults than
+    the arithmetic itself."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = (chunk.device, chunk.dtype)
+        if key not in self._buffers:
+            self._buffers[key] = (
+                torch.empty(_CHUNK, dtype=chunk.dtype, device=chunk.device),
+                torch.empty(_CHUNK, dtype=torch.bool, device=chunk.device),
+                torch.empty(_CHUNK, dtype=torch.bool, device=chunk.device),
+            )
+        magnitude, first, second = self._buffers[key]
+        n = chunk.numel()
+        return torch.abs(chunk, out=magnitude[:n]), first[:n], second[:n]
+
+
+def _chunks(weights: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Flat views of at most _CHUNK elements, in tensor order then flat index order."""
+    for weight in weights:
+        flat = weight.view(-1)
+        for start in range(0, flat.numel(), _CHUNK):
+            yield flat[start:start + _CHUNK]
+
+
+def _sorted_sample(weights: list[torch.Tensor], total: int) -> torch.Tensor:
+    stride = (total // _SAMPLE) | 1  # odd, so it walks across the columns of even-width rows
+    return torch.cat([w.view(-1)[::stride].abs().float() for w in weights]).sort().values
+
+
+def _count_below_and_collect(weights: list[torch.Tensor], low: float, high: float) -> tuple[int, torch.Tensor]:
+    """How many |w| < low, and every |w| in [low, high]."""
+    scratch = _Scratch()
+    below = 0
+    inside = []
+    for chunk in _chunks(weights):
+        magnitude, in_band, under_high = scratch.get(chunk)
+        torch.ge(magnitude, low, out=in_band)
+        torch.logical_and(in_band, torch.le(magnitude, high, out=under_high), out=in_band)
+        inside.append(magnitude[in_band].float())
+        below += int(magnitude.lt_(low).sum())
+    return below, torch.cat(inside)
 
 
 def magnitude_threshold(weights: list[torch.Tensor], k: int) -> tuple[float, int]:
-    """The k-th smallest |w| over all tensors, and how many values equal to it must go.
-
-    Non-negative float32 values order like their int32 bit patterns, so a bincount over
-    the high 16 bits finds the bucket holding the k-th value; a second pass ranks only
-    that bucket's values.
-    """
-    counts = torch.zeros(_BUCKETS, dtype=torch.int64)
-    for w in weights:
-        bits = _abs32(w).view(torch.int32) >> 16
-        counts += torch.bincount(bits.flatten(), minlength=_BUCKETS)
-    cumulative = torch.cumsum(counts, 0)
-    bucket = int(torch.searchsorted(cumulative, torch.tensor(k)).item())
-    below = int(cumulative[bucket - 1]) if bucket > 0 else 0
-    in_bucket = torch.cat([a[(a.view(torch.int32) >> 16) == bucket] for a in map(_abs32, weights)])
-    threshold = torch.kthvalue(in_bucket, k - below).values
-    smaller = int((in_bucket < threshold).sum())
-    return float(threshold), k - below - smaller
+    """The k-th smallest |w| over all tensors (1 <= k <= n), and how many values equal
+    to it must go. The sample's quantiles around k/n bracket it; a bracket that misses
+    (rare) is widened until it spans everything."""
+    total = sum(w.numel() for w in weights)
+    sample = _sorted_sample(weights, total)
+    margin = 6 / math.sqrt(sample.numel())
+    while True:
+        low_q, high_q = k / total - margin, k / total + margin
+        low = float(sample[int(low_q * sample.numel())]) if low_q > 0 else 0.0
+        high = float(sample[min(math.ceil(high_q * sample.numel()), sample.numel() - 1)]) if high_q < 1 else math.inf
+        below, inside = _count_below_and_collect(weights, low, high)
+        if below < k <= below + inside.numel():
+            break
+        margin *= 4
+    rank = k - below
+    threshold = torch.kthvalue(inside, rank).values
+    return float(threshold), rank - int((inside < threshold).sum())
 
 
 def prune_global_magnitude(weights: list[torch.Tensor], ratio: float) -> int:
@@ -57,12 +105,15 @@ def prune_global_magnitude(weights: list[torch.Tensor], ratio: float) -> int:
     if k == 0:
         return 0
     threshold, ties_to_prune = magnitude_threshold(weights, k)
-    for w in weights:
-        magnitude = _abs32(w)
-        w.masked_fill_(magnitude < threshold, 0)
+    scratch = _Scratch()
+    for chunk in _chunks(weights):
+        magnitude, is_tie, _ = scratch.get(chunk)
         if ties_to_prune:
-            ties = (magnitude == threshold).flatten().nonzero().squeeze(1)[:ties_to_prune]
-            w.view(-1)[ties] = 0
+            torch.eq(magnitude, threshold, out=is_tie)
+        chunk.mul_(magnitude.ge_(threshold))  # 1 where kept, 0 where pruned
+        if ties_to_prune:
+            ties = is_tie.nonzero().squeeze(1)[:ties_to_prune]
+            chunk[ties] = 0
             ties_to_prune -= ties.numel()
     return k
 

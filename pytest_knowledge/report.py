@@ -7,7 +7,7 @@ from tabulate import tabulate
 from .suite import format_ratio
 from .verdict import Record
 
-HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "verdict", "from")
+HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "p", "verdict", "from")
 
 
 def _num(value: float | None, signed: bool = False) -> str:
@@ -20,7 +20,8 @@ def rows(records: list[Record]) -> list[tuple[str, ...]]:
     return [
         (
             r.model, r.method, format_ratio(r.ratio) if r.ratio is not None else "-", r.benchmark, r.metric or "-",
-            _num(r.dense), _num(r.baseline), _num(r.current), _num(r.delta, signed=True), r.status,
+            _num(r.dense), _num(r.baseline), _num(r.current), _num(r.delta, signed=True),
+            f"{r.p_value:.3g}" if r.p_value is not None else "-", r.status,
             "cache" if r.from_cache else "run",
         )
         for r in records

@@ -1,6 +1,7 @@
 """How far a measured metric may move from its baseline before a case fails.
 
-Three kinds, all optional and combinable (a case must satisfy every one it has):
+Three kinds, all optional and combinable (a case must satisfy every one it has), plus
+``significance`` which makes the first two statistical (see docs/tolerances.md):
 
 * ``abs`` and ``rel`` bound the *worsening* against the stored baseline like
   ``numpy.isclose``: allowed = abs + rel * |baseline|.
@@ -26,12 +27,15 @@ class Tolerance:
     abs: float = 0.0
     rel: float = 0.0
     min_retention: float | None = None
+    significance: float | None = None
 
     def validate(self) -> str | None:
         if self.abs < 0 or self.rel < 0:
             return "abs and rel to be >= 0"
         if self.min_retention is not None and not 0 <= self.min_retention <= 1:
             return "min_retention in [0, 1]"
+        if self.significance is not None and not 0 < self.significance < 1:
+            return "significance (alpha) in (0, 1)"
         return None
 
     def allowed_drop(self, baseline: float) -> float:
@@ -41,6 +45,8 @@ class Tolerance:
         parts = [f"abs {self.abs:g}", f"rel {self.rel:g}"]
         if self.min_retention is not None:
             parts.append(f"min_retention {self.min_retention:g}")
+        if self.significance is not None:
+            parts.append(f"significance {self.significance:g}")
         return ", ".join(parts)
 
 

@@ -7,13 +7,16 @@ worker to the controller, which alone writes baselines and prints the table.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .stats import Significance, mcnemar, z_test
 from .tolerance import beyond_improvement, retention, retention_ok, within_baseline, worsening
 from .versions import describe_versions
 
 if TYPE_CHECKING:
+    from .benchmarks import BenchmarkResult
     from .engine import CaseResult
     from .suite import Case
 PASSING = ("pass", "improved", "new", "updated", "unchanged")
@@ -41,6 +44,7 @@ class Record:
     seconds: float
     entry: dict[str, Any] | None
     from_cache: bool = False
+    p_value: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -88,6 +92,28 @@ def _mismatch(case: Case, cr: CaseResult, stored: dict[str, Any]) -> str | None:
     return None
 
 
+def _stderr(extra: dict[str, Any], metric: str) -> float | None:
+    value = extra.get(f"{metric}_stderr", extra.get("stderr"))
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def significance(reference: dict[str, Any], current: BenchmarkResult) -> Significance | None:
+    """Paired McNemar when both sides have per-example outcomes over the same examples,
+    else a z-test when both report a standard error, else None (not testable)."""
+    ref_outcomes = reference.get("outcomes")
+    if ref_outcomes and current.outcomes and len(ref_outcomes) == len(current.outcomes):
+        return mcnemar(ref_outcomes, current.outcomes)
+    ref_se, cur_se = _stderr(reference.get("extra") or {}, current.metric), _stderr(current.extra, current.metric)
+    if ref_se is not None and cur_se is not None:
+        return z_test(reference["value"], ref_se, current.value, cur_se, current.higher_is_better)
+    return None
+
+
+def _significant(test: Significance | None, alpha: float | None) -> bool:
+    """Without ``significance`` every drop counts; without a usable test, too (gates err on failing)."""
+    return alpha is None or test is None or test.p_value < alpha
+
+
 def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: bool, baseline_file: str) -> Record:
     r = cr.result
     entry = baseline_entry(cr)
@@ -112,8 +138,13 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
     if problem:
         return Record(status="fail", message=problem, **common)
     tol = case.tolerance
-    ok_baseline = within_baseline(r.value, base_value, tol, r.higher_is_better)
-    ok_retention = case.method is None or retention_ok(r.value, cr.dense.value, tol, r.higher_is_better)
+    alpha = tol.significance
+    vs_baseline = significance(stored, r) if alpha is not None else None
+    vs_dense = significance(_as_entry(cr.dense), r) if alpha is not None and case.method else None
+    common["p_value"] = vs_baseline.p_value if vs_baseline else None
+    ok_baseline = within_baseline(r.value, base_value, tol, r.higher_is_better) or not _significant(vs_baseline, alpha)
+    ok_retention = (case.method is None or retention_ok(r.value, cr.dense.value, tol, r.higher_is_better)
+                    or not _significant(vs_dense, alpha))
     if ok_baseline and ok_retention:
         status = "improved" if beyond_improvement(r.value, base_value, tol, r.higher_is_better) else "pass"
         return Record(status=status, message="", **common)
@@ -123,6 +154,9 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
                        f"allowed {tol.allowed_drop(base_value):.4f}")
     if not ok_retention:
         reasons.append(f"retention {keep:.3f} below min_retention {tol.min_retention:g}")
+    if alpha is not None:
+        untestable = "not testable (no paired outcomes or standard errors), counted as significant"
+        reasons.append(f"significant at alpha {alpha:g}" if (vs_baseline or vs_dense) else untestable)
     direction = "higher" if r.higher_is_better else "lower"
     lines = [
         f"knowledge regression in {case.id}: " + "; ".join(reasons),
@@ -133,9 +167,17 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
         f"  tolerance  {tol.describe()}",
         f"  dense      {cr.dense.value:.4f}" + (f" (retention {keep:.3f})" if keep is not None else ""),
     ]
+    if vs_baseline is not None:
+        lines.append(f"  vs base    {vs_baseline.describe()}")
+    if vs_dense is not None:
+        lines.append(f"  vs dense   {vs_dense.describe()}")
     if cr.report:
         lines.append(f"  method     {cr.report.summary()}")
     return Record(status="fail", message="\n".join(lines), **common)
+
+
+def _as_entry(result: BenchmarkResult) -> dict[str, Any]:
+    return {"value": result.value, "outcomes": result.outcomes, "extra": result.extra}
 
 
 def error_record(case: Case, message: str) -> Record:

@@ -132,3 +132,15 @@ def test_rtn_values_lie_on_the_grid_within_half_a_step(bits, symmetric, rows, gr
     else:
         span = blocks.amax(-1, keepdim=True).clamp(min=0) - blocks.amin(-1, keepdim=True).clamp(max=0)
     assert bool((step <= span / (2**bits - 1) * (1 + 1e-5)).all())  # the grid spans the values, no coarser
+
+
+def test_global_magnitude_stays_exact_when_the_sample_misleads() -> None:
+    """Every sampled position (stride 3 over 3M weights) holds the largest value, so the
+    first bracket misses and must be widened."""
+    weights = torch.rand(3 * 2**20, generator=torch.Generator().manual_seed(0)) * 0.5
+    weights[::3] = 1.0
+    dense = weights.clone()
+    assert prune_global_magnitude([weights], 0.5) == round(0.5 * weights.numel())
+    pruned = weights == 0
+    assert int(pruned.sum()) == round(0.5 * weights.numel())
+    assert dense[pruned].max() <= dense[~pruned].min()

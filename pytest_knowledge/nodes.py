@@ -21,9 +21,22 @@ class SuiteFile(pytest.File):
     suite: Suite
     knowledge: "KnowledgeSession"
 
-    def collect(self) -> Iterable["CaseItem"]:
+    def collect(self) -> Iterable[pytest.Item]:
         for case in self.suite.cases():
             yield CaseItem.from_parent(self, name=case.id, case=case)
+        if self.knowledge.search_resolution is not None:
+            for case in search_cases(self.suite):
+                yield SearchItem.from_parent(self, name=search_id(case), case=case)
+
+
+def search_cases(suite: Suite) -> list[Case]:
+    """One case per (model, method with a ratio, benchmark): the template a search varies."""
+    return [c for c in suite.cases() if c.method is not None and c.method.ratio_spec is not None
+            and c.ratio == (c.method.ratios or suite.ratios)[0]]
+
+
+def search_id(case: Case) -> str:
+    return f"{case.model.name}-{case.method_name}-max_ratio-{case.benchmark.name}"
 
 
 class CaseItem(pytest.Item):
@@ -41,3 +54,13 @@ class CaseItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"knowledge case {self.case.id}"
+
+
+class SearchItem(CaseItem):
+    """Bisects the ratio of one (model, method, benchmark) for the largest safe setting."""
+
+    def runtest(self) -> None:
+        self.parent.knowledge.run_search(self)  # type: ignore[attr-defined]
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"largest safe ratio {search_id(self.case)}"

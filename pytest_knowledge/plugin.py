@@ -37,6 +37,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--knowledge-no-history", action="store_true", help="do not record this session in the history")
     group.addoption("--knowledge-report", action="append", default=None, metavar="PATH",
                     help="write a report: .html (self-contained, with plots) or .md (pull-request summary); repeatable")
+    group.addoption("--knowledge-find-max-ratio", action="store_true",
+                    help="also bisect each method's ratio for the largest one that passes the tolerance against dense")
+    group.addoption("--knowledge-search-resolution", type=float, default=0.05, metavar="STEP",
+                    help="ratio grid step of --knowledge-find-max-ratio (default 0.05; whole bits for bit widths)")
     parser.addini("knowledge_cache", "result cache folder, relative to rootdir", default=".knowledge/cache")
     parser.addini("knowledge_suite", "suite file or folder used by a bare --knowledge-suite", default="")
     parser.addini("knowledge_baselines", "baseline folder, relative to rootdir", default="baselines")

@@ -7,12 +7,15 @@ gathers records, writes baselines and prints the table.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tabulate import tabulate
 
 from .baselines import BaselineStore
 from .cache import ResultCache
@@ -20,16 +23,19 @@ from .devices import cuda_count, pin_worker, visible_devices
 from .engine import Engine
 from .history import HistoryStore, RunMeta, RunWriter, history_url
 from .errors import KnowledgeError
-from .nodes import CaseItem, KnowledgeFailure, SuiteFile
+from .nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
 from .report import table
 from .report_files import write_report
 from .results import update_baselines, write_results
+from .search import find_max_ratio
 from .sharding import assign_shards, parse_shard, worker_groups
 from .suite import Suite, load_suite, suite_files
+from .tolerance import retention_ok, within_baseline
 from .verdict import Record, error_record, judge
 
 DEFAULT_SUITE = Path("suites") / "default.yaml"
 RECORD_KEY = "knowledge_record"
+SEARCH_KEY = "knowledge_search"
 
 
 class KnowledgeSession:
@@ -50,6 +56,10 @@ class KnowledgeSession:
         shard = config.getoption("knowledge_shard")
         self.shard = parse_shard(shard) if shard else None
         self.device: str | None = None
+        self.search_resolution: float | None = (
+            config.getoption("knowledge_search_resolution") if config.getoption("knowledge_find_max_ratio") else None
+        )
+        self.searches: list[dict[str, Any]] = []
         self.reports = [self._path(p) for p in config.getoption("knowledge_report") or []]
         self.history_url = None if config.getoption("knowledge_no_history") else history_url(
             config.getoption("knowledge_history"), self.rootpath)
@@ -160,6 +170,26 @@ class KnowledgeSession:
         if not record.passed:
             raise KnowledgeFailure(record.message)
 
+    def run_search(self, item: SearchItem) -> None:
+        """Largest ratio whose result still passes the case's tolerance measured against dense."""
+        case = item.case
+        assert case.method is not None and case.method.ratio_spec is not None
+
+        def probe(ratio: float) -> tuple[float, bool]:
+            try:
+                cr = self.engine.run(replace(case, ratio=ratio))
+            except KnowledgeError:
+                return math.nan, False
+            value, dense, higher = cr.result.value, cr.dense.value, cr.result.higher_is_better
+            ok = within_baseline(value, dense, case.tolerance, higher) and retention_ok(value, dense, case.tolerance, higher)
+            return value, ok
+
+        result = find_max_ratio(case.method.ratio_spec.grid(self.search_resolution or 0.05), probe)
+        item.user_properties.append((SEARCH_KEY, {
+            "suite": case.suite, "model": case.model.name, "method": case.method_name,
+            "benchmark": case.benchmark.name, "safe_ratio": result.safe_ratio, "evaluated": result.describe(),
+        }))
+
     # -- controller side ------------------------------------------------------------------
     def _history_run(self) -> RunWriter | None:
         """The history run of this session, opened at its first result so --co records nothing."""
@@ -171,6 +201,8 @@ class KnowledgeSession:
 
     def on_report(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
+            if key == SEARCH_KEY and report.when == "call":
+                self.searches.append(value)
             if key == RECORD_KEY and report.when == "call":
                 record = Record(**value)
                 self.records.append(record)
@@ -225,6 +257,12 @@ class KnowledgeSession:
                 reporter.write_line(f"baselines written under {self.store.root}")
             for path in self.reports:
                 reporter.write_line(f"knowledge report: {path}")
+        if self.searches:
+            reporter.write_sep("=", "largest safe ratio (passing the tolerance against dense)")
+            rows = [(s["model"], s["method"], s["benchmark"], "-" if s["safe_ratio"] is None else f"{s['safe_ratio']:g}",
+                     s["evaluated"].split("; evaluated ")[1]) for s in self.searches]
+            reporter.write_line(tabulate(rows, headers=("model", "method", "benchmark", "safe ratio", "evaluated"),
+                                         disable_numparse=True))
         stale = self.stale_entries()
         if stale:
             reporter.write_sep("-", f"{len(stale)} baseline entries not used by any case")

@@ -29,6 +29,15 @@ class RatioSpec:
     low_inclusive: bool = False
     high_inclusive: bool = False
     integer: bool = False
+    higher_is_stronger: bool = True  # more sparsity compresses more; more bits compress less
+
+    def grid(self, resolution: float) -> list[float]:
+        """Allowed values on a ``resolution`` grid, weakest compression first (for searches)."""
+        step = max(resolution, 1.0) if self.integer else resolution
+        count = int(round((self.high - self.low) / step))
+        values = [round(self.low + i * step, 10) for i in range(count + 1)]
+        allowed = [v for v in values if self.problem(v) is None]
+        return allowed if self.higher_is_stronger else allowed[::-1]
 
     def problem(self, value: object) -> str | None:
         """None when ``value`` is allowed, else the 'expected ...' wording."""
@@ -46,7 +55,7 @@ class RatioSpec:
 
 
 SPARSITY = RatioSpec("fraction of weights set to zero", 0.0, 1.0)
-BITS = RatioSpec("bit width", 2, 8, low_inclusive=True, high_inclusive=True, integer=True)
+BITS = RatioSpec("bit width", 2, 8, low_inclusive=True, high_inclusive=True, integer=True, higher_is_stronger=False)
 
 
 @dataclass(frozen=True)

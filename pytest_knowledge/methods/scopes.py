@@ -135,7 +135,7 @@ def sparsity_by_scope(layers: list[Layer]) -> tuple[float, dict[str, float]]:
     sizes: dict[str, int] = {}
     for layer in layers:
         weight = layer.module.weight
-        zeros[layer.scope] = zeros.get(layer.scope, 0) + int((weight == 0).sum())
+        zeros[layer.scope] = zeros.get(layer.scope, 0) + weight.numel() - int(torch.count_nonzero(weight))
         sizes[layer.scope] = sizes.get(layer.scope, 0) + weight.numel()
     total = sum(sizes.values())
     overall = sum(zeros.values()) / total if total else 0.0

@@ -1,19 +1,21 @@
 """Global magnitude pruning on SmolLM2: torch.nn.utils.prune.global_unstructured against
 pytest-knowledge's ``magnitude`` method, side by side, with the same resulting mask.
 
-    python benchmarks/bench_pruning.py [--ratio 0.5] [--repeats 3]
+    python benchmarks/bench_pruning.py [--ratio 0.5] [--repeats 5]
 
 The parent loads SmolLM2 once and saves the weights of its linear layers (the LM head
-excluded, as the ``magnitude`` default does). Each method then runs in its own fresh
-subprocess, which rebuilds the layers from that file, so one method's allocator state
-never flatters the other's figures.
+excluded, as the ``magnitude`` default does). Every call then runs in a fresh
+subprocess that rebuilds the layers from that file, alternating between the two
+methods, so neither sees the other's allocator state and both see the same machine
+load. The ``magnitude`` call is the registered method, sparsity report included.
 
-Time: median of ``--repeats`` calls, each on a fresh copy of the dense weights.
-Memory: peak resident set size above the resident set size just before the call. Linux
-keeps the peak in /proc/self/status (VmHWM); writing "5" to /proc/self/clear_refs resets
-it, so the peak of the call alone is read without sampling. tracemalloc is not used: it
-does not see torch's allocations. The first call in each subprocess is the one reported
-(later calls can reuse memory the allocator kept).
+Time: wall-clock (and CPU) seconds of the call alone; the median over ``--repeats``, and
+the ratio within each back-to-back pair (on a shared machine the load changes between
+pairs more than within one).
+Memory: peak resident set size during the call minus the resident set size just before
+it. Linux keeps the peak in /proc/self/status (VmHWM) and writing "5" to
+/proc/self/clear_refs resets it, so the call's own peak is read exactly, without
+sampling. (tracemalloc does not see torch's allocations.)
 """
 
 from __future__ import annotations
@@ -74,36 +76,32 @@ def _pruned_positions(method: str, layers: list[nn.Module]) -> torch.Tensor:
     return torch.cat([(layer.weight == 0).flatten() for layer in layers])
 
 
-def child(method: str, workdir: Path, ratio: float, repeats: int) -> None:
-    """Time and measure ``method`` on fresh copies of the dense layers; save the first mask."""
+def child(method: str, workdir: Path, ratio: float) -> None:
+    """One call of ``method`` on the dense layers, in this fresh process: wall time, CPU
+    time and peak RSS above the RSS just before; the pruned positions go to a file."""
     dense: dict[str, torch.Tensor] = torch.load(workdir / "weights.pt")
-    times, peaks = [], []
-    for repeat in range(repeats):
-        model = _meta_model(workdir, {name: w.clone() for name, w in dense.items()})
-        layers = [model.get_submodule(name) for name in dense]
-        gc.collect()
-        _reset_peak_rss()
-        before = _status_kib("VmRSS")
-        start = time.perf_counter()
-        _prune(method, model, layers, ratio)
-        times.append(time.perf_counter() - start)
-        peaks.append((_status_kib("VmHWM") - before) * 1024)
-        if repeat == 0:
-            torch.save(_pruned_positions(method, layers), workdir / f"mask-{method}.pt")
-        del model, layers
-        gc.collect()
-    print(json.dumps({"times": times, "peak_extra_bytes": peaks}))
+    model = _meta_model(workdir, dense)
+    layers = [model.get_submodule(name) for name in dense]
+    gc.collect()
+    _reset_peak_rss()
+    before = _status_kib("VmRSS")
+    wall, cpu = time.perf_counter(), time.process_time()
+    _prune(method, model, layers, ratio)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak = (_status_kib("VmHWM") - before) * 1024
+    torch.save(_pruned_positions(method, layers), workdir / f"mask-{method}.pt")
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak": peak}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ratio", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", choices=sorted(METHODS))
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.workdir, args.ratio, args.repeats)
+        child(args.child, args.workdir, args.ratio)
         return
 
     from pytest_knowledge.methods.scopes import linear_layers
@@ -118,12 +116,13 @@ def main() -> None:
         model.config.save_pretrained(workdir)
         torch.save({layer.name: layer.module.weight.detach().clone() for layer in layers}, workdir / "weights.pt")
 
-        results = {}
-        for method in METHODS:
-            command = [sys.executable, __file__, "--child", method, "--workdir", str(workdir),
-                       "--ratio", str(args.ratio), "--repeats", str(args.repeats)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            results[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        results: dict[str, list[dict[str, float]]] = {method: [] for method in METHODS}
+        for _ in range(args.repeats):  # interleaved, so both see the same machine load
+            for method in METHODS:
+                command = [sys.executable, __file__, "--child", method, "--workdir", str(workdir),
+                           "--ratio", str(args.ratio)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                results[method].append(json.loads(done.stdout.strip().splitlines()[-1]))
 
         dense = torch.cat([w.abs().flatten() for w in torch.load(workdir / "weights.pt").values()])
         ours, theirs = torch.load(workdir / "mask-magnitude.pt"), torch.load(workdir / "mask-torch.pt")
@@ -132,14 +131,19 @@ def main() -> None:
     differ = ours != theirs
     print(f"SmolLM2-135M: {len(dense):,} weights in its linear layers (lm_head excluded), ratio {args.ratio}, "
           f"model fp32 size {fp32_bytes / 2**20:.1f} MiB, {torch.get_num_threads()} torch threads")
-    print(f"{'method':28} {'median s':>9}  {'runs s':24} {'peak extra MiB (first run)':>27}")
+    print(f"{'method':28} {'wall s (median)':>15} {'cpu s':>7}  {'wall s, every run':30} {'peak extra MiB (median, max)':>28}")
     for method, label in METHODS.items():
-        times, peak = results[method]["times"], results[method]["peak_extra_bytes"][0]
-        runs = ", ".join(f"{t:.2f}" for t in times)
-        print(f"{label:28} {statistics.median(times):9.2f}  {runs:24} "
-              f"{peak / 2**20:11.1f} ({peak / fp32_bytes:.1%} of model)")
-    speedup = statistics.median(results["torch"]["times"]) / statistics.median(results["magnitude"]["times"])
-    print(f"speed ratio: {speedup:.1f}x")
+        runs = results[method]
+        wall = statistics.median(r["wall"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        peak = statistics.median(r["peak"] for r in runs)
+        every = ", ".join(f"{r['wall']:.2f}" for r in runs)
+        print(f"{label:28} {wall:15.2f} {cpu:7.2f}  {every:30} {peak / 2**20:8.1f} ({peak / fp32_bytes:.1%} of model), "
+              f"{max(r['peak'] for r in runs) / 2**20:.1f}")
+    pairs = [t["wall"] / m["wall"] for t, m in zip(results["torch"], results["magnitude"])]
+    speedup = statistics.median(r["wall"] for r in results["torch"]) / statistics.median(r["wall"] for r in results["magnitude"])
+    print(f"speed ratio: {speedup:.1f}x of the medians; per back-to-back pair {', '.join(f'{p:.1f}' for p in pairs)}, "
+          f"median {statistics.median(pairs):.1f}x")
     print(f"pruned: torch {int(theirs.sum()):,}, magnitude {int(ours.sum()):,}; "
           f"{int(differ.sum()):,} positions differ, all at |w| == threshold {float(threshold):.6g}: "
           f"{bool((dense[differ] == threshold).all())}")

@@ -100,6 +100,20 @@ def _check_finite(result: BenchmarkResult, case: Case) -> None:
         )
 
 
+PROBE_TEXT = "The capital of France is Paris."
+
+
+def outputs_finite(loaded: LoadedModel) -> bool:
+    """One short forward pass: NaN/inf logits would otherwise rank as ties and score as hits."""
+    encoded = loaded.tokenizer(PROBE_TEXT, return_tensors="pt").to(loaded.device)
+    inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    if loaded.family == "encoder-decoder":
+        start = loaded.model.config.decoder_start_token_id or 0
+        inputs["decoder_input_ids"] = torch.tensor([[start]], device=loaded.device)
+    with torch.inference_mode():
+        return bool(torch.isfinite(loaded.model(**inputs).logits.float()).all())
+
+
 def combine_reports(reports: list[MethodReport]) -> MethodReport:
     """One report for a pipeline: the last step's sparsity and bits, every step's details."""
     if len(reports) == 1:
@@ -179,6 +193,8 @@ class Engine:
         assert self._snapshot is not None
         try:
             report = self.compress(case, loaded)
+            if not outputs_finite(loaded):
+                raise KnowledgeError(f"{case.id}: the compressed model outputs NaN/inf logits ({report.summary()})")
             return self.benchmark(case.benchmark).evaluate(loaded), report
         except torch.OutOfMemoryError as error:
             raise KnowledgeError(f"{case.id}: out of memory while compressing or evaluating ({error})") from None

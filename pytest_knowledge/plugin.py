@@ -80,6 +80,15 @@ def pytest_configure_node(node: Any) -> None:
         session.configure_node(node.workerinput)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if SESSION in config.stash and config.getvalue("dist") == "loadgroup":
+        from .scheduling import ModelGroupScheduling
+
+        return ModelGroupScheduling(config, log)
+    return None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
     session = parent.config.stash.get(SESSION, None)
     return session.collect_file(file_path, parent) if session else None

@@ -93,7 +93,8 @@ def _decoder_start(tokenizer, prefix: str) -> list[int]:
     if not prefix.strip():
         start = bos if bos is not None else tokenizer.eos_token_id
         if start is None:
-            raise KnowledgeError("the object slot opens the sentence, and the tokenizer has no BOS or EOS token to start from")
+            raise KnowledgeError("the object slot opens the sentence, and the tokenizer has no BOS or EOS token "
+                                 "to start from")
         return [start]
     return []
 
@@ -163,11 +164,10 @@ def _sentinel_style(loaded: LoadedModel) -> bool:
     )
 
 
-def _seq2seq_rows(loaded: LoadedModel, cloze: Cloze, answer: str) -> Seq2SeqRow:
-    """T5: input with ``<extra_id_0>`` at the slot, target ``<extra_id_0> answer <extra_id_1></s>``.
-    BART: input with the mask token at the slot, target the whole filled-in sentence."""
-    tok = loaded.tokenizer
-    if _sentinel_style(loaded):
+def _seq2seq_row(tok, sentinels: bool, cloze: Cloze, answer: str) -> Seq2SeqRow:
+    """T5 (``sentinels``): input with ``<extra_id_0>`` at the slot, target ``<extra_id_0> answer
+    <extra_id_1></s>``. BART: input with the mask token at the slot, target the whole filled-in sentence."""
+    if sentinels:
         first, second = T5_SENTINELS
         ids = tok(cloze.prefix + first + cloze.suffix)["input_ids"]
         labels, a, b = _span(tok, first + " ", answer, " " + second, special=True)
@@ -211,7 +211,8 @@ def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_
 
 def _first_token_seq2seq(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int,
                          allowed: list[int] | None) -> list[int]:
-    rows = [_seq2seq_rows(loaded, c, c.answer) for c in clozes]
+    sentinels = _sentinel_style(loaded)
+    rows = [_seq2seq_row(loaded.tokenizer, sentinels, c, c.answer) for c in clozes]
     ranks = [0] * len(rows)
     for batch in _by_length([r.ids for r in rows], batch_size):
         logits = _seq2seq_logits(loaded, [rows[i] for i in batch])
@@ -230,11 +231,13 @@ def _first_token_ids(loaded: LoadedModel, words: Sequence[str]) -> list[int]:
         return [s.gold for s in _decoder_slots(loaded, probes)]
     if loaded.family == "encoder":
         return [s.gold for s in _encoder_slots(loaded, probes)]
-    rows = [_seq2seq_rows(loaded, p, p.answer) for p in probes]
+    sentinels = _sentinel_style(loaded)
+    rows = [_seq2seq_row(loaded.tokenizer, sentinels, p, p.answer) for p in probes]
     return [r.labels[r.span[0]] for r in rows]
 
 
-def _first_token(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int, vocabulary: Sequence[str] | None) -> list[int]:
+def _first_token(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int,
+                 vocabulary: Sequence[str] | None) -> list[int]:
     allowed = None if vocabulary is None else _first_token_ids(loaded, vocabulary)
     if loaded.family == "decoder":
         return _first_token_causal_or_masked(loaded, _decoder_slots(loaded, clozes), batch_size, allowed)
@@ -303,11 +306,12 @@ def _encoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
 
 def _seq2seq_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int) -> Scores:
     """log p(target | input with the slot masked), summed over every target token."""
+    sentinels = _sentinel_style(loaded)
     rows: list[Seq2SeqRow] = []
     keys: list[tuple[int, int]] = []
     for n, c in enumerate(clozes):
         for o, option in enumerate(c.options):
-            rows.append(_seq2seq_rows(loaded, c, option))
+            rows.append(_seq2seq_row(loaded.tokenizer, sentinels, c, option))
             keys.append((n, o))
     scores = _empty_scores(clozes)
     for batch in _by_length([r.ids + r.labels for r in rows], batch_size):
@@ -345,7 +349,7 @@ def cloze_ranks(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_s
     """1-based rank of each cloze's answer under ``mode`` ('first_token' or 'candidates').
 
     ``vocabulary`` restricts first-token ranking to the tokens those words start with
-    (LAMA's common vocabulary); candidates are ranked among themselves.
+    (LAMA's common vocabulary); in candidates mode a cloze without candidates ranks 1.
     """
     if mode == "first_token":
         if loaded.family not in _LOGLIKELIHOODS:
@@ -353,8 +357,6 @@ def cloze_ranks(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_s
         with torch.inference_mode():
             return _first_token(loaded, clozes, batch_size, vocabulary)
     if mode == "candidates":
-        if any(not c.candidates for c in clozes):
-            raise KnowledgeError("scoring mode 'candidates' needs a candidate set for every cloze")
         return _ranks_from_scores(option_loglikelihoods(loaded, clozes, batch_size))
     raise KnowledgeError(f"unknown scoring mode {mode!r} (first_token or candidates)")
 

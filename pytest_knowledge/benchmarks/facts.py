@@ -9,11 +9,13 @@ macro-averaged over relations when several are chosen (see docs/benchmarks.md).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from ..errors import KnowledgeError
@@ -89,7 +91,8 @@ def _geonames() -> tuple[dict, dict, dict]:
 
 
 def _capital_of(config: "FactsConfig") -> list[Fact]:
-    return _facts((c, info["name"], _population(info)) for info in _countries(config.min_population) if (c := _capital(info)))
+    countries = _countries(config.min_population)
+    return _facts((capital, info["name"], _population(info)) for info in countries if (capital := _capital(info)))
 
 
 def _continents(config: "FactsConfig") -> list[Fact]:
@@ -114,13 +117,13 @@ def _currencies(config: "FactsConfig") -> list[Fact]:
 
 @functools.lru_cache(maxsize=1)
 def _language_names() -> dict[str, str]:
-    """ISO 639-1 code → English name, from the language table that ships with ``datasets``."""
-    from importlib.resources import files
-
-    try:
-        table = json.loads(files("datasets.utils").joinpath("resources/languages.json").read_text(encoding="utf-8"))
-    except (ModuleNotFoundError, FileNotFoundError) as error:
-        raise KnowledgeError(f"relation official_language needs the language table of the 'datasets' package ({error})") from None
+    """ISO 639-1 code → English name ("Spanish; Castilian" → "Spanish"), from the language
+    table that ships with ``datasets`` (an lm-eval dependency), read without importing it."""
+    spec = importlib.util.find_spec("datasets")
+    path = Path(spec.origin).parent / "utils" / "resources" / "languages.json" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise KnowledgeError("relation official_language needs the language table of the PyPI package 'datasets'")
+    table = json.loads(path.read_text(encoding="utf-8"))
     return {code: re.sub(r"\s*\(.*\)", "", name.split(";")[0]).strip() for code, name in table.items()}
 
 

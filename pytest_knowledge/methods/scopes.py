@@ -128,18 +128,19 @@ def conv1d_as_linear(model: nn.Module, layers: list[Layer]) -> list[Layer]:
     return converted
 
 
-def sparsity_by_scope(layers: list[Layer]) -> tuple[float, dict[str, float]]:
+def sparsity_by_scope(layers: list[Layer], zeros: list[int] | None = None) -> tuple[float, dict[str, float]]:
     """Fraction of zero weights overall and per scope, measured on the weights
-    (LLM-KICK's ``check_sparsity``), not taken from the target."""
-    zeros: dict[str, int] = {}
+    (LLM-KICK's ``check_sparsity``) unless the caller counted ``zeros`` per layer already."""
+    if zeros is None:
+        zeros = [layer.module.weight.numel() - int(torch.count_nonzero(layer.module.weight)) for layer in layers]
+    zeros_in: dict[str, int] = {}
     sizes: dict[str, int] = {}
-    for layer in layers:
-        weight = layer.module.weight
-        zeros[layer.scope] = zeros.get(layer.scope, 0) + weight.numel() - int(torch.count_nonzero(weight))
-        sizes[layer.scope] = sizes.get(layer.scope, 0) + weight.numel()
+    for layer, count in zip(layers, zeros):
+        zeros_in[layer.scope] = zeros_in.get(layer.scope, 0) + count
+        sizes[layer.scope] = sizes.get(layer.scope, 0) + layer.module.weight.numel()
     total = sum(sizes.values())
-    overall = sum(zeros.values()) / total if total else 0.0
-    return overall, {s: zeros[s] / sizes[s] for s in sorted(sizes)}
+    overall = sum(zeros_in.values()) / total if total else 0.0
+    return overall, {s: zeros_in[s] / sizes[s] for s in sorted(sizes)}
 
 
 def parameter_count(layers: list[Layer]) -> int:

@@ -1,0 +1,102 @@
+"""The built-in facts probe: its seven relations, deterministic sampling, and the unchanged default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_knowledge.benchmarks.facts import RELATIONS, FactsBenchmark, FactsConfig, relation_facts
+from pytest_knowledge.errors import SuiteError
+from pytest_knowledge.typed import build
+
+BASELINE = Path(__file__).parents[1] / "baselines" / "default" / "smollm2-135m.json"
+DEFAULT_FINGERPRINT = "1588098720a1f5b8"  # recorded in baselines/default before the probe grew relations
+
+
+def facts_of(name: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {f.subject: (f.object, f.also_true) for f in relation_facts(name, FactsConfig())}
+
+
+def test_default_capital_probe_is_unchanged():
+    bench = FactsBenchmark(FactsConfig())
+    assert bench.data_fingerprint() == DEFAULT_FINGERPRINT
+    assert len(bench.clozes) == 140
+    first = bench.clozes[0]
+    assert (first.prefix, first.answer, first.suffix) == ("The capital of Spain is ", "Madrid", ".")
+
+
+@pytest.mark.parametrize(
+    ("relation", "subject", "gold", "also_true"),
+    [
+        ("capital", "France", "Paris", None),
+        ("continent", "Brazil", "South America", None),
+        ("currency", "Japan", "yen", None),
+        ("official_language", "France", "French", None),
+        ("shares_border", "France", "Germany", "Spain"),  # the most populous neighbour is the gold object
+        ("capital_of", "Paris", "France", None),
+    ],
+)
+def test_relations_hold_real_facts(relation, subject, gold, also_true):
+    obj, others = facts_of(relation)[subject]
+    assert obj == gold
+    assert also_true is None or also_true in others
+
+
+def test_city_country_drops_ambiguous_city_names():
+    cities = facts_of("city_country")
+    assert cities["Tokyo"] == ("Japan", ())
+    assert all(not others for _, others in cities.values())
+    assert len(cities) > 300
+
+
+@pytest.mark.parametrize("relation", sorted(RELATIONS))
+def test_every_relation_has_a_lama_template_and_enough_facts(relation):
+    template = RELATIONS[relation].template
+    assert template.count("[X]") == 1 and template.count("[Y]") == 1
+    facts = relation_facts(relation, FactsConfig())
+    assert len(facts) >= 90
+    assert [f.subject for f in facts] == sorted({f.subject for f in facts})
+
+
+def test_sampling_is_seeded_per_relation():
+    config = FactsConfig(relations=("currency", "shares_border"), limit=15, seed=4)
+    one, two = FactsBenchmark(config), FactsBenchmark(config)
+    assert one.clozes == two.clozes and one.relations == ["currency"] * 15 + ["shares_border"] * 15
+    assert FactsBenchmark(FactsConfig(relations=("currency",), limit=15, seed=4)).clozes == one.clozes[:15]
+    assert FactsBenchmark(FactsConfig(relations=("currency", "shares_border"), limit=15, seed=5)).clozes != one.clozes
+
+
+def test_candidates_never_contain_another_true_object():
+    borders = facts_of("shares_border")
+    bench = FactsBenchmark(FactsConfig(relations=("shares_border",), num_candidates=30))
+    for cloze in bench.clozes:
+        subject = cloze.prefix.removesuffix(" shares a border with ")
+        assert cloze.answer == borders[subject][0]
+        assert not set(borders[subject][1]) & set(cloze.candidates)
+
+
+def test_relations_are_validated_in_the_suite():
+    assert build(FactsConfig, {"relations": ["capital", "currency"]}, "b").relations == ("capital", "currency")
+    with pytest.raises(SuiteError, match="distinct relations from capital, capital_of, city_country"):
+        build(FactsConfig, {"relations": ["capitals"]}, "b")
+    with pytest.raises(SuiteError, match="distinct relations"):
+        build(FactsConfig, {"relations": ["capital", "capital"]}, "b")
+
+
+def test_default_outcomes_match_the_recorded_baseline(smollm2):
+    stored = json.loads(BASELINE.read_text())["entries"]["smollm2-135m-dense-facts_capital"]
+    bench = FactsBenchmark(FactsConfig())
+    bench.clozes = bench.clozes[:24]
+    bench.relations = bench.relations[:24]
+    assert bench.evaluate(smollm2).outcomes == stored["outcomes"][:24]
+
+
+def test_several_relations_report_macro_p_at_1_and_each_relation(smollm2):
+    result = FactsBenchmark(FactsConfig(relations=("capital", "official_language"), limit=4)).evaluate(smollm2)
+    assert result.n == 8 and len(result.outcomes) == 8
+    capital, language = result.outcomes[:4].count("1") / 4, result.outcomes[4:].count("1") / 4
+    assert (result.extra["p_at_1.capital"], result.extra["p_at_1.official_language"]) == (capital, language)
+    assert result.value == pytest.approx((capital + language) / 2)
+    assert result.extra["n.capital"] == 4 and "p_at_10.micro" in result.extra

@@ -1,0 +1,88 @@
+"""lm-evaluation-harness tasks on the in-memory model, offline, with the bundled local tasks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_knowledge.benchmarks.lm_eval_tasks import LmEvalBenchmark, LmEvalConfig, _evaluating
+from pytest_knowledge.errors import KnowledgeError, SuiteError
+from pytest_knowledge.models import LoadedModel
+from pytest_knowledge.typed import build
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_bundled_multiple_choice_task_on_smollm2(smollm2):
+    bench = LmEvalBenchmark(LmEvalConfig(task="knowledge_capitals_mc", limit=4, num_fewshot=1))
+    result = bench.evaluate(smollm2)
+    assert (result.metric, result.n, result.higher_is_better) == ("acc", 4, True)
+    assert result.value == result.outcomes.count("1") / 4
+    assert set(result.extra) == {"acc_stderr", "acc_norm", "acc_norm_stderr"}
+    assert result.extra["acc_stderr"] == pytest.approx((result.value * (1 - result.value) / 3) ** 0.5)
+
+
+def test_guards_keep_pruned_heads_and_restore_everything():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = SimpleNamespace(use_cache=True)
+            self.head = nn.Linear(2, 2)
+
+        def tie_weights(self):
+            self.head.weight = nn.Parameter(torch.ones(2, 2))
+
+    model = Model()
+    pruned = model.head.weight
+    os.environ.pop("DISABLE_MULTIPROC", None)
+    with _evaluating(model):
+        model.tie_weights()
+        assert model.head.weight is pruned and model.config.use_cache is False
+        assert os.environ["DISABLE_MULTIPROC"] == "1"
+    assert model.config.use_cache is True and "DISABLE_MULTIPROC" not in os.environ
+    model.tie_weights()
+    assert model.head.weight is not pruned  # the real method is back
+
+
+def test_local_task_data_files_are_relative_to_include_path(tmp_path):
+    (tmp_path / "docs.jsonl").write_text('{"q": "2+2", "a": 1}\n{"q": "1+1", "a": 0}\n')
+    (tmp_path / "sums.yaml").write_text(
+        "task: test_local_sums\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: docs.jsonl\n"
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{q}}='\ndoc_to_choice: ['2', '4']\n"
+        "doc_to_target: a\nmetric_list:\n  - metric: acc\n"
+    )
+    cwd = Path.cwd()
+    bench = LmEvalBenchmark(build(LmEvalConfig, {"task": "test_local_sums", "include_path": str(tmp_path)}, "b"))
+    assert Path.cwd() == cwd
+    assert bench.metric == "acc" and len(list(bench.task.eval_docs)) == 2
+    assert bench.data_fingerprint() != LmEvalBenchmark(LmEvalConfig(task="test_local_sums", include_path=str(tmp_path), limit=1)).data_fingerprint()
+
+
+def test_problems_are_explained(tmp_path, smollm2):
+    with pytest.raises(KnowledgeError, match=r"unknown task 'knowledge_capital_mc' \(did you mean 'knowledge_capitals_mc'\?\)"):
+        LmEvalBenchmark(LmEvalConfig(task="knowledge_capital_mc"))
+    with pytest.raises(KnowledgeError, match="has no metric 'f1' \\(it has acc, acc_norm\\)"):
+        LmEvalBenchmark(LmEvalConfig(task="knowledge_capitals_mc", metric="f1"))
+    with pytest.raises(SuiteError, match="include_path: an existing folder"):
+        build(LmEvalConfig, {"task": "x", "include_path": str(tmp_path / "missing")}, "b")
+    bert = LoadedModel("bert", smollm2.model, smollm2.tokenizer, "encoder", "-", torch.device("cpu"))
+    with pytest.raises(KnowledgeError, match="'bert' is an encoder model; lm-eval runs decoder and encoder-decoder"):
+        LmEvalBenchmark(LmEvalConfig(task="knowledge_capitals_yesno", limit=2)).evaluate(bert)
+
+
+def test_a_task_whose_data_is_missing_is_explained(tmp_path):
+    (tmp_path / "gone.yaml").write_text(
+        "task: test_gone\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: missing.jsonl\n"
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['a']\ndoc_to_target: 0\n"
+    )
+    with pytest.raises(KnowledgeError, match=r"the data of task 'test_gone' is not available .*dataset_path: json"):
+        LmEvalBenchmark(LmEvalConfig(task="test_gone", include_path=str(tmp_path)))

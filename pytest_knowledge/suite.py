@@ -64,6 +64,10 @@ class BenchmarkEntry:
     name: str
     benchmark: str
     config: Any
+    models: tuple[str, ...] | None = None  # None: every model of the suite
+
+    def applies_to(self, model: ModelEntry) -> bool:
+        return self.models is None or model.name in self.models
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ class Suite:
         """The grid: per model and benchmark, the dense reference then every method × ratio."""
         cases = []
         for model in self.models:
-            for bench in self.benchmarks:
+            for bench in (b for b in self.benchmarks if b.applies_to(model)):
                 cases.append(Case(self.name, model, None, None, bench, self.tolerance.for_case(DENSE, bench.name)))
                 for method in self.methods:
                     tolerance = self.tolerance.for_case(method.name, bench.name)
@@ -226,10 +230,17 @@ def _method(entry: Any, key: str, ratios: tuple[float, ...]) -> MethodEntry:
     return entry_
 
 
-def _benchmark(entry: Any, key: str) -> BenchmarkEntry:
+def _benchmark(entry: Any, key: str, models: list[ModelEntry]) -> BenchmarkEntry:
     name, kind, params = _split(entry, key, "benchmark")
     kind_ = BENCHMARKS.lookup(kind, f"{key}.benchmark")
-    return BenchmarkEntry(name, kind_.name, build(kind_.config, params, key))
+    only = params.pop("models", None)
+    if only is not None:
+        only = coerce(only, tuple[str, ...], f"{key}.models")
+        known = [m.name for m in models]
+        for i, model in enumerate(only):
+            if model not in known:
+                raise SuiteError(f"{key}.models[{i}]", f"a model name of this suite ({', '.join(known)})", model)
+    return BenchmarkEntry(name, kind_.name, build(kind_.config, params, key), only)
 
 
 def parse_suite(data: Any, path: Path) -> Suite:
@@ -258,10 +269,13 @@ def parse_suite(data: Any, path: Path) -> Suite:
         methods.append(method)
     benchmarks = []
     for i, entry in enumerate(_entries(data, "benchmarks", required=True)):
-        bench = _benchmark(entry, f"benchmarks[{i}]")
+        bench = _benchmark(entry, f"benchmarks[{i}]", models)
         _check_name(bench.name, f"benchmarks[{i}]", _NAME, seen["benchmarks"])
         benchmarks.append(bench)
     policy = parse_policy(data.get("tolerance"), "tolerance", seen["methods"], seen["benchmarks"])
+    for i, model in enumerate(models):
+        if not any(b.applies_to(model) for b in benchmarks):
+            raise SuiteError(f"models[{i}]", "at least one benchmark that applies to this model", model.name)
     return Suite(name, path, tuple(models), tuple(methods), tuple(benchmarks), ratios, policy)
 
 

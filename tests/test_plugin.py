@@ -164,7 +164,7 @@ def test_junit_xml_carries_metric_and_verdict(project):
         ("models: [smollm2-135m]\nbenchmarks: [{name: b, benchmark: facts}]\nmethods: [{name: p, method: magnitude}]\nratios: [2]\n",
          "suite.yaml: ratios[0]: expected a number in (0, 1) (fraction of weights set to zero) for method 'p'"),
         ("models: [smollm2-135m]\nbenchmarks: [{name: b, benchmark: nope}]\n", "suite.yaml: benchmarks[0].benchmark: expected a known benchmark"),
-        ("models: [smollm2-135m\n", "suite.yaml: line 2, column 1: expected valid YAML"),
+        ("models: [smollm2-135m\n", "suite.yaml: line 1, column 22: expected valid YAML"),
     ],
 )
 def test_suite_errors_stop_the_run_with_one_message(pytester: pytest.Pytester, suite, message):

@@ -79,8 +79,7 @@ def test_rerun_is_served_from_cache_but_a_changed_model_never_is(project, make_t
     assert bypass.ret == 1
 
 
-@pytest.mark.parametrize("attempt", [1, 2])
-def test_update_baselines_under_xdist_records_every_entry(project, attempt):
+def test_update_baselines_under_xdist_records_every_entry(project):
     result = project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines", "-n", "2",
                                           "--knowledge-no-cache", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=CASES)

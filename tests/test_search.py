@@ -49,13 +49,13 @@ def test_search_finds_the_measured_knee_of_smollm2(pytester: pytest.Pytester, sm
     suite = parse_suite(yaml.safe_load(suite_text), Path("suite.yaml"))
     template = suite.cases()[1]
     engine = Engine(ResultCache(pytester.path / ".knowledge" / "cache"))
-    grid = SPARSITY.grid(0.1)
+    grid = SPARSITY.grid(0.2)
     curve = {r: engine.run(replace(template, ratio=r)) for r in grid}  # measured beforehand, and cached
     passing = [r for r in grid if curve[r].result.value >= curve[r].dense.value - 0.1]
     knee = max(passing)
     result = pytester.runpytest("--knowledge-suite=suite.yaml", "--knowledge-find-max-ratio",
-                                "--knowledge-search-resolution=0.1", "-k", "max_ratio")
+                                "--knowledge-search-resolution=0.2", "-k", "max_ratio")
     result.assert_outcomes(passed=1, deselected=2)
     line = next(l for l in result.outlines if l.startswith("smollm2-135m  prune"))
     found = float(line.split()[3])
-    assert abs(found - knee) <= 0.1 + 1e-9, (found, knee, {r: c.result.value for r, c in curve.items()})
+    assert abs(found - knee) <= 0.2 + 1e-9, (found, knee, {r: c.result.value for r, c in curve.items()})

@@ -103,3 +103,15 @@ def test_missing_file_is_a_suite_error(tmp_path):
 def test_bundled_suites_parse():
     for path in sorted(Path(__file__).parents[1].joinpath("suites").glob("*.yaml")):
         assert load_suite(path).cases()
+
+
+def test_benchmarks_can_be_limited_to_some_models():
+    data = {"models": ["a", "b"], "benchmarks": [
+        {"name": "f", "benchmark": "facts"}, {"name": "p", "benchmark": "perplexity", "models": ["a"]}]}
+    assert [c.id for c in parse_suite(data, Path("s.yaml")).cases()] == ["a-dense-f", "a-dense-p", "b-dense-f"]
+    with pytest.raises(SuiteError) as error:
+        parse_suite({**data, "benchmarks": [{"name": "p", "benchmark": "perplexity", "models": ["z"]}]}, Path("s.yaml"))
+    assert error.value.key == "benchmarks[0].models[0]"
+    with pytest.raises(SuiteError) as error:
+        parse_suite({**data, "benchmarks": [{"name": "p", "benchmark": "perplexity", "models": ["a"]}]}, Path("s.yaml"))
+    assert error.value.key == "models[1]"

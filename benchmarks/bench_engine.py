@@ -1,0 +1,178 @@
+"""Engine speed on the default grid, each figure measured side by side in one run.
+
+    python benchmarks/bench_engine.py [--suite suites/default.yaml] [--skip-workers]
+
+1. Naive loop vs engine (in this process, no result cache). The naive loop is what a
+   per-case script does: load the model from disk for every case, evaluate the dense
+   model again for every case, and pad every batch to a fixed length (64 tokens). The
+   engine loads once, restores dense weights in memory, evaluates dense once per
+   (model, benchmark) and pads each batch to its longest row. Both compute the same P@1
+   values (checked).
+2. Result cache: the whole suite through pytest twice in fresh processes with an empty
+   cache folder, then a warm one. Printed both as end-to-end wall time (interpreter start
+   and imports included) and as the time the cases themselves took (sum of the test
+   call durations pytest reports).
+3. Workers: the suite with 8+ cases through pytest with -n 1 and -n 2, no cache.
+4. FLOP/s of probe evaluation: 2 x (parameters in linear layers, the LM head included) x
+   (real, unpadded tokens), over the dense evaluation time, next to the FLOP/s of a
+   2048 x 2048 float32 matmul measured on the same machine in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from pytest_knowledge.benchmarks.facts import FactsBenchmark
+from pytest_knowledge.cache import ResultCache
+from pytest_knowledge.engine import Engine
+from pytest_knowledge.models import _load, load
+from pytest_knowledge.suite import Case, load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXED_LENGTH = 64
+
+
+def naive_p_at_1(loaded, clozes, batch_size: int = 32) -> float:
+    """First-token P@1 with every batch padded to FIXED_LENGTH tokens."""
+    tok = loaded.tokenizer
+    hits = 0
+    for start in range(0, len(clozes), batch_size):
+        batch = clozes[start : start + batch_size]
+        prompts = [tok(c.prefix.rstrip(), add_special_tokens=False)["input_ids"] for c in batch]
+        golds = [tok(c.prefix.rstrip() + " " + c.answer, add_special_tokens=False)["input_ids"][len(p)]
+                 for c, p in zip(batch, prompts)]
+        ids = torch.full((len(batch), FIXED_LENGTH), tok.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = torch.tensor(p)
+            mask[i, : len(p)] = 1
+        with torch.inference_mode():
+            logits = loaded.model(input_ids=ids, attention_mask=mask).logits
+        last = logits[torch.arange(len(batch)), mask.sum(1) - 1]
+        hits += sum(int(last[i].argmax()) == g for i, g in enumerate(golds))
+    return hits / len(clozes)
+
+
+def naive_loop(cases: list[Case]) -> tuple[float, dict[str, float]]:
+    engine = Engine()  # used only for its compress(), which the naive loop shares
+    values = {}
+    start = time.perf_counter()
+    for case in cases:
+        loaded = _load(case.model.name, case.model.source, case.model.family, "float32", None, False)
+        clozes = FactsBenchmark(case.benchmark.config).clozes
+        naive_p_at_1(loaded, clozes)  # dense, again for every case
+        if case.method is not None:
+            engine.compress(case, loaded)
+        values[case.id] = naive_p_at_1(loaded, clozes)
+        del loaded
+    return time.perf_counter() - start, values
+
+
+def engine_loop(cases: list[Case]) -> tuple[float, dict[str, float]]:
+    engine = Engine(ResultCache(Path(), mode="off"))
+    start = time.perf_counter()
+    values = {case.id: engine.run(case).result.value for case in cases}
+    return time.perf_counter() - start, values
+
+
+def run_pytest(suite: Path, workdir: Path, *args: str) -> tuple[float, float]:
+    """(wall seconds, sum of test call durations) of one pytest run in a fresh process."""
+    report = workdir / "durations.json"
+    command = [sys.executable, "-m", "pytest", f"--knowledge-suite={suite}", "-q", "-p", "no:cacheprovider",
+               "--knowledge-no-history", f"--knowledge-baselines={workdir / 'baselines'}",
+               f"--knowledge-results={report}", *args]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - start
+    records = json.loads(report.read_text())["records"]
+    return wall, sum(r["seconds"] for r in records)
+
+
+def matmul_flops(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def probe_flops(case: Case) -> tuple[float, int]:
+    """Achieved FLOP/s of the dense probe evaluation and the real tokens it processed."""
+    loaded = load(case.model.name, case.model.source, case.model.family, case.model.dtype)
+    bench = FactsBenchmark(case.benchmark.config)
+    tokens = 0
+
+    def count(module, args, kwargs):
+        nonlocal tokens
+        tokens += int(kwargs["attention_mask"].sum())
+
+    params = sum(m.weight.numel() for m in loaded.model.modules() if isinstance(m, torch.nn.Linear))
+    hook = loaded.model.register_forward_pre_hook(count, with_kwargs=True)
+    bench.evaluate(loaded)  # warm-up
+    tokens = 0
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        bench.evaluate(loaded)
+        times.append(time.perf_counter() - start)
+    hook.remove()
+    per_run = tokens // 3
+    return 2 * params * per_run / statistics.median(times), per_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", default=str(ROOT / "suites" / "default.yaml"))
+    parser.add_argument("--skip-workers", action="store_true")
+    args = parser.parse_args()
+    suite_path = Path(args.suite).resolve()
+    cases = load_suite(suite_path).cases()
+    print(f"grid: {len(cases)} cases of {suite_path.name}, {torch.get_num_threads()} torch threads")
+
+    naive_s, naive_values = naive_loop(cases)
+    engine_s, engine_values = engine_loop(cases)
+    same = all(abs(naive_values[c] - engine_values[c]) < 1e-9 for c in naive_values)
+    print(f"1. naive loop {naive_s:.1f} s, engine {engine_s:.1f} s: engine {naive_s / engine_s:.1f}x faster "
+          f"(same P@1 values: {same})")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cold_wall, cold_cases = run_pytest(suite_path, work, f"--knowledge-cache={work / 'cache'}",
+                                           "--knowledge-update-baselines")
+        warm_wall, warm_cases = run_pytest(suite_path, work, f"--knowledge-cache={work / 'cache'}")
+        print(f"2. cache, end to end: first run {cold_wall:.1f} s, rerun {warm_wall:.1f} s: {cold_wall / warm_wall:.1f}x; "
+              f"cases only: {cold_cases:.2f} s vs {warm_cases:.3f} s: {cold_cases / warm_cases:.0f}x")
+
+        if not args.skip_workers:
+            ratios = [r / 20 for r in range(1, 8)]
+            grid = work / "grid8.yaml"
+            grid.write_text(suite_path.read_text().replace("ratios: [0.1, 0.2, 0.3, 0.5]", f"ratios: {ratios}"))
+            size = len(load_suite(grid).cases())
+            one, _ = run_pytest(grid, work, "--knowledge-no-cache", "--knowledge-update-baselines", "-n", "1")
+            two, _ = run_pytest(grid, work, "--knowledge-no-cache", "--knowledge-update-baselines", "-n", "2")
+            print(f"3. {size} cases, -n 1 {one:.1f} s, -n 2 {two:.1f} s: -n 2 {one / two:.2f}x faster")
+
+    dense = next(c for c in cases if c.method is None)
+    achieved, tokens = probe_flops(replace(dense))
+    peak = matmul_flops()
+    print(f"4. probe evaluation {achieved / 1e9:.1f} GFLOP/s over {tokens} real tokens; "
+          f"2048^2 fp32 matmul {peak / 1e9:.1f} GFLOP/s: {achieved / peak:.0%} of matmul peak")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
+from .agreement import Agreement
 from .benchmarks import BenchmarkResult
 from .benchmarks.base import digest
 from .methods import MethodReport
@@ -24,7 +25,7 @@ from .suite import Case
 from .typed import to_plain
 
 CacheMode = Literal["use", "refresh", "off"]
-FORMAT = 1
+FORMAT = 2
 
 
 def _library_versions() -> tuple[str, ...]:
@@ -51,6 +52,7 @@ def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version
 class CachedResult:
     result: BenchmarkResult
     report: MethodReport | None
+    agreement: Agreement | None = None
 
 
 class ResultCache:
@@ -69,17 +71,20 @@ class ResultCache:
         path = self._path(key)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            report = data.get("report")
-            return CachedResult(BenchmarkResult(**data["result"]), MethodReport(**report) if report else None)
+            report, agreed = data.get("report"), data.get("agreement")
+            return CachedResult(BenchmarkResult(**data["result"]), MethodReport(**report) if report else None,
+                                Agreement(**agreed) if agreed else None)
         except (OSError, ValueError, TypeError, KeyError):
             return None  # missing or unreadable entries are recomputed
 
-    def put(self, key: str, result: BenchmarkResult, report: MethodReport | None) -> None:
+    def put(self, key: str, result: BenchmarkResult, report: MethodReport | None,
+            agreed: Agreement | None = None) -> None:
         if self.mode == "off":
             return
         payload: dict[str, Any] = {
             "format": FORMAT,
             "result": dataclasses.asdict(result),
             "report": report.to_json() if report else None,
+            "agreement": dataclasses.asdict(agreed) if agreed else None,
         }
         write_atomic(self._path(key), dump_json(payload))

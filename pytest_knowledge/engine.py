@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
+from . import agreement
+from .agreement import Agreement
 from .cache import ResultCache, case_key
 from .errors import KnowledgeError
 from .methods import CompressionContext, MethodReport
@@ -86,6 +88,7 @@ class CaseResult:
     data_fingerprint: str
     seconds: float
     from_cache: bool = False
+    agreement: Agreement | None = None
 
 
 def _seed(seed: int) -> None:
@@ -140,6 +143,7 @@ class Engine:
         self._failed: dict[ModelEntry, KnowledgeError] = {}
         self._benchmarks: dict[BenchmarkEntry, Benchmark] = {}
         self._dense: dict[tuple[ModelEntry, BenchmarkEntry], tuple[BenchmarkResult, bool]] = {}
+        self._agreement: dict[tuple[ModelEntry, BenchmarkEntry], tuple[list[str], torch.Tensor]] = {}
 
     def model(self, entry: ModelEntry) -> LoadedModel:
         if entry in self._failed:
@@ -188,14 +192,28 @@ class Engine:
             reports.append(step.method.apply(loaded.model, step.config, ratio, context))
         return combine_reports(reports)
 
-    def _compressed_result(self, case: Case) -> tuple[BenchmarkResult, MethodReport]:
+    def _agreement_reference(self, case: Case, loaded: LoadedModel) -> tuple[list[str], torch.Tensor] | None:
+        """Texts and dense distributions for agreement (computed while the model is dense)."""
+        if not agreement.supported(loaded):
+            return None
+        key = (case.model, case.benchmark)
+        if key not in self._agreement:
+            clozes = getattr(self.benchmark(case.benchmark), "clozes", [])
+            texts = agreement.agreement_texts([c.prefix.rstrip() for c in clozes])
+            self._agreement[key] = (texts, agreement.reference(loaded, texts))
+        return self._agreement[key]
+
+    def _compressed_result(self, case: Case) -> tuple[BenchmarkResult, MethodReport, Agreement | None]:
         loaded = self.model(case.model)
         assert self._snapshot is not None
+        dense_reference = self._agreement_reference(case, loaded)
         try:
             report = self.compress(case, loaded)
             if not outputs_finite(loaded):
                 raise KnowledgeError(f"{case.id}: the compressed model outputs NaN/inf logits ({report.summary()})")
-            return self.benchmark(case.benchmark).evaluate(loaded), report
+            result = self.benchmark(case.benchmark).evaluate(loaded)
+            agreed = agreement.compare(loaded, *dense_reference) if dense_reference else None
+            return result, report, agreed
         except torch.OutOfMemoryError as error:
             raise KnowledgeError(f"{case.id}: out of memory while compressing or evaluating ({error})") from None
         finally:
@@ -209,15 +227,15 @@ class Engine:
         version = str(getattr(bench, "version", "1"))
         device = target_device(self.device).type
         dense, cached = self._dense_result(case, case_key(case, fingerprint, data, version, dense=True, device=device))
-        result, report = dense, None
+        result, report, agreed = dense, None, None
         if case.method is not None:
             key = case_key(case, fingerprint, data, version, device=device)
             hit = self.cache.get(key)
             if hit is not None:
-                result, report, cached = hit.result, hit.report, True
+                result, report, agreed, cached = hit.result, hit.report, hit.agreement, True
             else:
-                result, report = self._compressed_result(case)
-                self.cache.put(key, result, report)
+                result, report, agreed = self._compressed_result(case)
+                self.cache.put(key, result, report, agreed)
                 cached = False
         _check_finite(result, case)
-        return CaseResult(result, dense, report, fingerprint, data, time.perf_counter() - start, cached)
+        return CaseResult(result, dense, report, fingerprint, data, time.perf_counter() - start, cached, agreed)

@@ -41,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="also bisect each method's ratio for the largest one that passes the tolerance against dense")
     group.addoption("--knowledge-search-resolution", type=float, default=0.05, metavar="STEP",
                     help="ratio grid step of --knowledge-find-max-ratio (default 0.05; whole bits for bit widths)")
+    group.addoption("--knowledge-facts", default=None, metavar="PATH",
+                    help="export every case's lost and gained facts to PATH (.csv or .json)")
     parser.addini("knowledge_cache", "result cache folder, relative to rootdir", default=".knowledge/cache")
     parser.addini("knowledge_suite", "suite file or folder used by a bare --knowledge-suite", default="")
     parser.addini("knowledge_baselines", "baseline folder, relative to rootdir", default="baselines")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
 from tabulate import tabulate
 
+from .storage import dump_json, write_atomic
 from .suite import format_ratio
 from .verdict import Record
 
-HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "p", "verdict", "from")
+HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "p", "agree/KL", "verdict", "from")
 
 
 def _num(value: float | None, signed: bool = False) -> str:
@@ -21,11 +26,38 @@ def rows(records: list[Record]) -> list[tuple[str, ...]]:
         (
             r.model, r.method, format_ratio(r.ratio) if r.ratio is not None else "-", r.benchmark, r.metric or "-",
             _num(r.dense), _num(r.baseline), _num(r.current), _num(r.delta, signed=True),
-            f"{r.p_value:.3g}" if r.p_value is not None else "-", r.status,
+            f"{r.p_value:.3g}" if r.p_value is not None else "-",
+            f"{r.agreement:.2f}/{r.kl:.3f}" if r.agreement is not None and r.kl is not None else "-", r.status,
             "cache" if r.from_cache else "run",
         )
         for r in records
     ]
+
+
+FACT_FIELDS = ("suite", "case", "status", "change", "compared_with", "relation", "subject", "expected", "answer")
+
+
+def fact_rows(records: list[Record]) -> list[dict[str, str]]:
+    """Every lost and gained example of every case, for the per-run export."""
+    out = []
+    for r in records:
+        for change, examples in (("lost", r.lost), ("gained", r.gained)):
+            out += [{"suite": r.suite, "case": r.case_id, "status": r.status, "change": change,
+                     "compared_with": r.compared_with, **example} for example in examples]
+    return out
+
+
+def export_facts(path: Path, records: list[Record]) -> None:
+    """Lost and gained facts as CSV (by suffix) or JSON, written atomically."""
+    facts = fact_rows(records)
+    if path.suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=FACT_FIELDS)
+        writer.writeheader()
+        writer.writerows(facts)
+        write_atomic(path, buffer.getvalue())
+    else:
+        write_atomic(path, dump_json(facts))
 
 
 def table(records: list[Record]) -> str:

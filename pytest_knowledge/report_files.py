@@ -25,6 +25,7 @@ from .verdict import Record
 
 HISTORY_RUNS = 30  # runs shown per case; older ones stay in the store
 ATTENTION_HEADERS = ("case", "verdict", "metric", "dense", "baseline", "current", "delta", "retention")
+FACT_HEADERS = ("subject", "relation", "expected", "answered now")
 DRIFT_HEADERS = ("case", "metric", "earlier median", "recent median", "drop", "allowed", "since run")
 
 
@@ -141,6 +142,14 @@ def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: 
         parts.append(_table(ATTENTION_HEADERS, map(_attention_row, failing), (r.status for r in failing)))
         parts += [f"<details><summary>{html.escape(r.case_id)}</summary><pre>{html.escape(r.message)}</pre></details>"
                   for r in failing if r.message]
+        forgetting = [r for r in failing if r.lost]
+        if forgetting:
+            parts.append("<h3>Forgotten facts</h3>")
+        for r in forgetting:
+            parts.append(f"<p>{html.escape(r.case_id)}: {len(r.lost)} lost, {len(r.gained)} gained "
+                         f"vs {html.escape(r.compared_with)}</p>")
+            parts.append(_table(FACT_HEADERS, ((e["subject"], e["relation"], e["expected"], e["answer"])
+                                               for e in r.lost)))
     if drifting:
         parts.append(f"<h3>Stepping down over recent runs</h3><p>The median of the last runs is worse than the "
                      f"median of the {DEFAULT_WINDOW} runs before them by more than the case's tolerance.</p>")

@@ -185,19 +185,21 @@ def _seq2seq_logits(loaded: LoadedModel, rows: list[Seq2SeqRow]) -> torch.Tensor
     return loaded.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).logits.float()
 
 
-def _rank_among(logits: torch.Tensor, gold: torch.Tensor, allowed: list[int] | None) -> list[int]:
-    """1 + the number of (allowed) tokens scoring strictly above the gold token."""
+def _rank_among(logits: torch.Tensor, gold: torch.Tensor, allowed: list[int] | None) -> list[tuple[int, int]]:
+    """Per row: (1 + the number of (allowed) tokens scoring strictly above the gold token,
+    the top-scoring allowed token — the model's own answer)."""
     above = logits > logits.gather(1, gold[:, None])
     if allowed is not None:
         keep = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
         keep[allowed] = True
         above &= keep
-    return (above.sum(1) + 1).tolist()
+        logits = logits.masked_fill(~keep, float("-inf"))
+    return list(zip((above.sum(1) + 1).tolist(), logits.argmax(1).tolist()))
 
 
 def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_size: int,
-                                  allowed: list[int] | None) -> list[int]:
-    ranks = [0] * len(slots)
+                                  allowed: list[int] | None) -> list[tuple[int, int]]:
+    ranks = [(0, 0)] * len(slots)
     for batch in _by_length([s.ids for s in slots], batch_size):
         ids, mask = _pad([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
         kwargs = {"use_cache": False} if loaded.family == "decoder" else {}
@@ -210,10 +212,10 @@ def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_
 
 
 def _first_token_seq2seq(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int,
-                         allowed: list[int] | None) -> list[int]:
+                         allowed: list[int] | None) -> list[tuple[int, int]]:
     sentinels = _sentinel_style(loaded)
     rows = [_seq2seq_row(loaded.tokenizer, sentinels, c, c.answer) for c in clozes]
-    ranks = [0] * len(rows)
+    ranks = [(0, 0)] * len(rows)
     for batch in _by_length([r.ids for r in rows], batch_size):
         logits = _seq2seq_logits(loaded, [rows[i] for i in batch])
         starts = [rows[i].span[0] for i in batch]
@@ -237,7 +239,7 @@ def _first_token_ids(loaded: LoadedModel, words: Sequence[str]) -> list[int]:
 
 
 def _first_token(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int,
-                 vocabulary: Sequence[str] | None) -> list[int]:
+                 vocabulary: Sequence[str] | None) -> list[tuple[int, int]]:
     allowed = None if vocabulary is None else _first_token_ids(loaded, vocabulary)
     if loaded.family == "decoder":
         return _first_token_causal_or_masked(loaded, _decoder_slots(loaded, clozes), batch_size, allowed)
@@ -344,21 +346,40 @@ def option_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_si
         return _LOGLIKELIHOODS[loaded.family](loaded, clozes, batch_size)
 
 
-def cloze_ranks(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_size: int = 32,
-                vocabulary: Sequence[str] | None = None) -> list[int]:
-    """1-based rank of each cloze's answer under ``mode`` ('first_token' or 'candidates').
+@dataclass(frozen=True)
+class Predictions:
+    """Per cloze: the 1-based rank of the gold answer and the model's own top answer."""
+
+    ranks: list[int]
+    answers: list[str]
+
+
+def cloze_predictions(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_size: int = 32,
+                      vocabulary: Sequence[str] | None = None) -> Predictions:
+    """Rank each cloze's answer under ``mode`` ('first_token' or 'candidates').
 
     ``vocabulary`` restricts first-token ranking to the tokens those words start with
     (LAMA's common vocabulary); in candidates mode a cloze without candidates ranks 1.
+    The top answer is the best first token (decoded) or the best-scoring option.
     """
     if mode == "first_token":
         if loaded.family not in _LOGLIKELIHOODS:
             raise KnowledgeError(f"no cloze scorer for {loaded.family} models")
         with torch.inference_mode():
-            return _first_token(loaded, clozes, batch_size, vocabulary)
+            ranked = _first_token(loaded, clozes, batch_size, vocabulary)
+        answers = [loaded.tokenizer.decode([top]).strip() for _, top in ranked]
+        return Predictions([rank for rank, _ in ranked], answers)
     if mode == "candidates":
-        return _ranks_from_scores(option_loglikelihoods(loaded, clozes, batch_size))
+        scores = option_loglikelihoods(loaded, clozes, batch_size)
+        answers = [c.options[max(range(len(row)), key=row.__getitem__)] for c, row in zip(clozes, scores)]
+        return Predictions(_ranks_from_scores(scores), answers)
     raise KnowledgeError(f"unknown scoring mode {mode!r} (first_token or candidates)")
+
+
+def cloze_ranks(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_size: int = 32,
+                vocabulary: Sequence[str] | None = None) -> list[int]:
+    """Only the ranks of ``cloze_predictions``."""
+    return cloze_predictions(loaded, clozes, mode, batch_size, vocabulary).ranks
 
 
 # -- metrics ------------------------------------------------------------------------------

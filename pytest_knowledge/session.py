@@ -24,7 +24,7 @@ from .engine import Engine
 from .history import HistoryStore, RunMeta, RunWriter, history_url
 from .errors import KnowledgeError
 from .nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
-from .report import table
+from .report import export_facts, table
 from .report_files import write_report
 from .results import update_baselines, write_results
 from .search import find_max_ratio
@@ -224,6 +224,9 @@ class KnowledgeSession:
             self._run.finish()
         for path in self.reports:
             write_report(path, self.records, self._history)
+        facts = self.config.getoption("knowledge_facts")
+        if facts:
+            export_facts(self._path(facts), self.records)
         if self._history is not None:
             self._history.close()
 

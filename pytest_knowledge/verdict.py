@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .stats import Significance, mcnemar, z_test
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .engine import CaseResult
     from .suite import Case
 PASSING = ("pass", "improved", "new", "updated", "unchanged")
+SHOWN_FACTS = 10
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Record:
     entry: dict[str, Any] | None
     from_cache: bool = False
     p_value: float | None = None
+    agreement: float | None = None  # top-1 agreement with the dense model
+    kl: float | None = None  # mean KL(dense || compressed), nats
+    lost: list[dict[str, str]] = field(default_factory=list)  # examples known by the reference, lost now
+    gained: list[dict[str, str]] = field(default_factory=list)
+    compared_with: str = ""  # what lost/gained refer to: "baseline" or "dense"
 
     @property
     def passed(self) -> bool:
@@ -120,12 +126,17 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
     keep = retention(r.value, cr.dense.value, r.higher_is_better) if case.method else None
     base_value = stored["value"] if stored else None
     delta = r.value - base_value if base_value is not None else None
+    comparable = stored is not None and stored.get("data_fingerprint") == cr.data_fingerprint
+    compared_with = "baseline" if comparable and stored.get("outcomes") else "dense"
+    reference = stored.get("outcomes") if compared_with == "baseline" else cr.dense.outcomes
+    lost, gained = changed_examples(reference, r)
     common = dict(
         suite=case.suite, case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
         benchmark=case.benchmark.name, metric=r.metric, higher_is_better=r.higher_is_better, n=r.n,
         dense=cr.dense.value, baseline=base_value, current=r.value, delta=delta, retention=keep,
         method_report=cr.report.summary() if cr.report else "", seconds=cr.seconds, entry=entry,
-        from_cache=cr.from_cache,
+        from_cache=cr.from_cache, lost=lost, gained=gained, compared_with=compared_with,
+        agreement=cr.agreement.top1 if cr.agreement else None, kl=cr.agreement.kl if cr.agreement else None,
     )
     if update:
         status = "new" if stored is None else ("unchanged" if _same_measurement(stored, entry) else "updated")
@@ -173,7 +184,33 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
         lines.append(f"  vs dense   {vs_dense.describe()}")
     if cr.report:
         lines.append(f"  method     {cr.report.summary()}")
+    if cr.agreement:
+        lines.append(f"  vs dense   top-1 agreement {cr.agreement.top1:.3f}, KL {cr.agreement.kl:.4f} nats")
+    lines += describe_changes(lost, gained, compared_with)
     return Record(status="fail", message="\n".join(lines), **common)
+
+
+def changed_examples(reference: str | None, current: BenchmarkResult) -> tuple[list[dict], list[dict]]:
+    """Examples right in ``reference`` outcomes and wrong now (lost), and the other way round."""
+    if not reference or not current.outcomes or len(reference) != current.n or len(current.examples) != current.n:
+        return [], []
+    pairs = list(zip(reference, current.outcomes, current.examples))
+    lost = [dict(example) for before, now, example in pairs if before == "1" and now == "0"]
+    gained = [dict(example) for before, now, example in pairs if before == "0" and now == "1"]
+    return lost, gained
+
+
+def describe_changes(lost: list[dict], gained: list[dict], compared_with: str) -> list[str]:
+    """The failure message's list of forgotten facts, top SHOWN_FACTS."""
+    if not lost and not gained:
+        return []
+    lines = [f"  facts      {len(lost)} lost, {len(gained)} gained vs {compared_with}"]
+    for example in lost[:SHOWN_FACTS]:
+        lines.append(f"    lost     {example['subject']} [{example['relation']}]: expected "
+                     f"{example['expected']!r}, answered {example['answer']!r}")
+    if len(lost) > SHOWN_FACTS:
+        lines.append(f"    ... and {len(lost) - SHOWN_FACTS} more (--knowledge-facts=PATH exports all)")
+    return lines
 
 
 def _as_entry(result: BenchmarkResult) -> dict[str, Any]:

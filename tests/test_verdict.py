@@ -77,3 +77,18 @@ def test_stderr_metrics_use_a_z_test():
     assert judge(case, CaseResult(small, small, None, "w", "d", 0.0), stored, False, "b").status == "pass"
     failed = judge(case, CaseResult(big, big, None, "w", "d", 0.0), stored, False, "b")
     assert failed.status == "fail" and "z-test" in failed.message
+
+
+def test_forgotten_facts_match_the_per_example_outcomes():
+    examples = tuple({"relation": "capital", "subject": f"country{i}", "expected": f"city{i}", "answer": f"guess{i}"}
+                     for i in range(20))
+    current = BenchmarkResult("p_at_1", REAL.count("1") / 20, 20, True, REAL, examples=examples)
+    stored = {"metric": "p_at_1", "value": 0.5, "n": 20, "higher_is_better": True, "outcomes": BASELINE_OUTCOMES,
+              "fingerprint": "w", "data_fingerprint": "d"}
+    cr = CaseResult(current, _result(BASELINE_OUTCOMES), None, "w", "d", 0.0)
+    record = judge(_case({"abs": 0.02}), cr, stored, update=False, baseline_file="b.json")
+    lost = [i for i in range(20) if BASELINE_OUTCOMES[i] == "1" and REAL[i] == "0"]
+    assert [e["subject"] for e in record.lost] == [f"country{i}" for i in lost]
+    assert record.gained == [] and record.compared_with == "baseline"
+    assert "8 lost, 0 gained vs baseline" in record.message
+    assert "country0 [capital]: expected 'city0', answered 'guess0'" in record.message

@@ -25,10 +25,20 @@ class BenchmarkResult:
     higher_is_better: bool = True
     outcomes: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    examples: tuple[dict[str, str], ...] = ()  # per example: relation, subject, expected, answer
 
     def __post_init__(self) -> None:
         if self.outcomes is not None and len(self.outcomes) != self.n:
             raise ValueError(f"{len(self.outcomes)} outcomes for {self.n} examples")
+
+
+def describe_examples(relations: list[str], subjects: list[str], expected: list[str],
+                      answers: list[str]) -> tuple[dict[str, str], ...]:
+    """What each example asked and what the model answered, for lists of lost facts."""
+    return tuple(
+        {"relation": r, "subject": s, "expected": e, "answer": a}
+        for r, s, e, a in zip(relations, subjects, expected, answers, strict=True)
+    )
 
 
 def encode_outcomes(correct: list[bool]) -> str:

@@ -20,8 +20,8 @@ from typing import Callable, Iterable, Literal
 
 from ..errors import KnowledgeError
 from ..models import LoadedModel
-from ..scoring import Cloze, cloze_ranks, grouped_rank_metrics
-from .base import BenchmarkResult, digest, encode_outcomes, register_benchmark
+from ..scoring import Cloze, cloze_predictions, grouped_rank_metrics
+from .base import BenchmarkResult, describe_examples, digest, encode_outcomes, register_benchmark
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,7 @@ class FactsBenchmark:
         self.config = config
         self.clozes: list[Cloze] = []
         self.relations: list[str] = []
+        self.subjects: list[str] = []
         for name in config.relations:
             relation = RELATIONS[name]
             facts = relation_facts(name, config)
@@ -228,12 +229,14 @@ class FactsBenchmark:
                 prefix, suffix = fill(relation.template, fact.subject)
                 self.clozes.append(Cloze(prefix, fact.object, suffix, candidates))
                 self.relations.append(name)
+                self.subjects.append(fact.subject)
 
     def data_fingerprint(self) -> str:
         return digest(self.clozes)
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
-        ranks = cloze_ranks(loaded, self.clozes, self.config.mode, self.config.batch_size)
+        predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size)
+        ranks = predictions.ranks
         metrics = grouped_rank_metrics(ranks, self.relations, self.config.k)
         return BenchmarkResult(
             metric=self.metric,
@@ -241,4 +244,6 @@ class FactsBenchmark:
             n=len(ranks),
             outcomes=encode_outcomes([r == 1 for r in ranks]),
             extra=metrics,
+            examples=describe_examples(self.relations, self.subjects, [c.answer for c in self.clozes],
+                                       predictions.answers),
         )

@@ -17,8 +17,8 @@ from typing import Literal
 
 from ..errors import KnowledgeError
 from ..models import LoadedModel
-from ..scoring import Cloze, cloze_ranks, grouped_rank_metrics
-from .base import BenchmarkResult, digest, encode_outcomes, register_benchmark
+from ..scoring import Cloze, cloze_predictions, grouped_rank_metrics
+from .base import BenchmarkResult, describe_examples, digest, encode_outcomes, register_benchmark
 from .lama_files import LamaExample, default_templates, read_lama, read_templates, read_vocabulary
 
 
@@ -85,6 +85,7 @@ class LamaBenchmark:
         self.filtered = 0
         self.clozes: list[Cloze] = []
         self.relations: list[str] = []
+        self.subjects: list[str] = []
         for relation in sorted(config.relations or by_relation):
             examples = by_relation[relation]
             if self.vocabulary is not None:
@@ -100,6 +101,7 @@ class LamaBenchmark:
             for example, options in zip(examples, candidates):
                 self.clozes.append(Cloze(example.prefix, example.object, example.suffix, options))
                 self.relations.append(relation)
+                self.subjects.append(example.subject)
         if not self.clozes:
             raise KnowledgeError(f"benchmark lama: no examples left in {path} "
                                  f"(the vocabulary filter dropped {self.filtered})")
@@ -109,7 +111,9 @@ class LamaBenchmark:
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
         restrict = self.vocabulary if self.config.mode == "first_token" else None
-        ranks = cloze_ranks(loaded, self.clozes, self.config.mode, self.config.batch_size, vocabulary=restrict)
+        predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size,
+                                        vocabulary=restrict)
+        ranks = predictions.ranks
         metrics = grouped_rank_metrics(ranks, self.relations, self.config.k)
         metrics["filtered.vocab"] = float(self.filtered)
         metrics["skipped.masks"] = float(self.skipped_masks)
@@ -119,4 +123,6 @@ class LamaBenchmark:
             n=len(ranks),
             outcomes=encode_outcomes([r == 1 for r in ranks]),
             extra=metrics,
+            examples=describe_examples(self.relations, self.subjects, [c.answer for c in self.clozes],
+                                       predictions.answers),
         )

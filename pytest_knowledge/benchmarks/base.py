@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 from ..models import LoadedModel
 from ..registry import Registry
+from ..scoring import Cloze, Predictions, grouped_rank_metrics
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,23 @@ class BenchmarkResult:
             raise ValueError(f"{len(self.outcomes)} outcomes for {self.n} examples")
 
 
-def describe_examples(relations: list[str], subjects: list[str], expected: list[str],
-                      answers: list[str]) -> tuple[dict[str, str], ...]:
-    """What each example asked and what the model answered, for lists of lost facts."""
-    return tuple(
-        {"relation": r, "subject": s, "expected": e, "answer": a}
-        for r, s, e, a in zip(relations, subjects, expected, answers, strict=True)
+def cloze_result(predictions: Predictions, clozes: list[Cloze], relations: list[str], subjects: list[str],
+                 k: int, extra: dict[str, float] | None = None) -> BenchmarkResult:
+    """The result of a cloze probe: macro P@1 headline, rank metrics, outcomes, and what
+    each example asked and what the model answered (for lists of lost facts)."""
+    ranks = predictions.ranks
+    metrics = {**grouped_rank_metrics(ranks, relations, k), **(extra or {})}
+    examples = tuple(
+        {"relation": r, "subject": s, "expected": c.answer, "answer": a}
+        for r, s, c, a in zip(relations, subjects, clozes, predictions.answers, strict=True)
+    )
+    return BenchmarkResult(
+        metric="p_at_1",
+        value=metrics.pop("p_at_1"),
+        n=len(ranks),
+        outcomes=encode_outcomes([r == 1 for r in ranks]),
+        extra=metrics,
+        examples=examples,
     )
 
 

@@ -20,8 +20,8 @@ from typing import Callable, Iterable, Literal
 
 from ..errors import KnowledgeError
 from ..models import LoadedModel
-from ..scoring import Cloze, cloze_predictions, grouped_rank_metrics
-from .base import BenchmarkResult, describe_examples, digest, encode_outcomes, register_benchmark
+from ..scoring import Cloze, cloze_predictions
+from .base import BenchmarkResult, cloze_result, digest, register_benchmark
 
 
 @dataclass(frozen=True)
@@ -236,14 +236,4 @@ class FactsBenchmark:
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
         predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size)
-        ranks = predictions.ranks
-        metrics = grouped_rank_metrics(ranks, self.relations, self.config.k)
-        return BenchmarkResult(
-            metric=self.metric,
-            value=metrics.pop("p_at_1"),
-            n=len(ranks),
-            outcomes=encode_outcomes([r == 1 for r in ranks]),
-            extra=metrics,
-            examples=describe_examples(self.relations, self.subjects, [c.answer for c in self.clozes],
-                                       predictions.answers),
-        )
+        return cloze_result(predictions, self.clozes, self.relations, self.subjects, self.config.k)

@@ -17,8 +17,8 @@ from typing import Literal
 
 from ..errors import KnowledgeError
 from ..models import LoadedModel
-from ..scoring import Cloze, cloze_predictions, grouped_rank_metrics
-from .base import BenchmarkResult, describe_examples, digest, encode_outcomes, register_benchmark
+from ..scoring import Cloze, cloze_predictions
+from .base import BenchmarkResult, cloze_result, digest, register_benchmark
 from .lama_files import LamaExample, default_templates, read_lama, read_templates, read_vocabulary
 
 
@@ -113,16 +113,5 @@ class LamaBenchmark:
         restrict = self.vocabulary if self.config.mode == "first_token" else None
         predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size,
                                         vocabulary=restrict)
-        ranks = predictions.ranks
-        metrics = grouped_rank_metrics(ranks, self.relations, self.config.k)
-        metrics["filtered.vocab"] = float(self.filtered)
-        metrics["skipped.masks"] = float(self.skipped_masks)
-        return BenchmarkResult(
-            metric=self.metric,
-            value=metrics.pop("p_at_1"),
-            n=len(ranks),
-            outcomes=encode_outcomes([r == 1 for r in ranks]),
-            extra=metrics,
-            examples=describe_examples(self.relations, self.subjects, [c.answer for c in self.clozes],
-                                       predictions.answers),
-        )
+        counts = {"filtered.vocab": float(self.filtered), "skipped.masks": float(self.skipped_masks)}
+        return cloze_result(predictions, self.clozes, self.relations, self.subjects, self.config.k, counts)

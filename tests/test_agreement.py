@@ -20,3 +20,8 @@ def test_dense_agrees_with_itself_and_pruning_moves_it(tiny_llama):
     moved = agreement.compare(loaded, texts, dense)
     snapshot.restore()
     assert moved.top1 < 1.0 and moved.kl > 1e-5  # a random model is near-uniform: small, but far above 0
+
+
+def test_trust_remote_code_is_announced(tiny_llama, capsys):
+    load("tiny", str(tiny_llama), trust_remote_code=True)  # a new load key: really loads
+    assert f"trust_remote_code is enabled for model {str(tiny_llama)!r}" in capsys.readouterr().out

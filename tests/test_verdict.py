@@ -92,3 +92,12 @@ def test_forgotten_facts_match_the_per_example_outcomes():
     assert record.gained == [] and record.compared_with == "baseline"
     assert "8 lost, 0 gained vs baseline" in record.message
     assert "country0 [capital]: expected 'city0', answered 'guess0'" in record.message
+
+
+def test_a_baseline_for_another_metric_is_never_compared():
+    stored = {"metric": "acc", "value": 0.5, "n": 20, "higher_is_better": True, "fingerprint": "w",
+              "data_fingerprint": "d"}
+    cr = CaseResult(_result(BASELINE_OUTCOMES), _result(BASELINE_OUTCOMES), None, "w", "d", 0.0)
+    record = judge(_case({"abs": 1.0}), cr, stored, update=False, baseline_file="b.json")
+    assert record.status == "fail"
+    assert "records metric 'acc', but the benchmark now produces 'p_at_1'" in record.message

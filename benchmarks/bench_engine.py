@@ -138,16 +138,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default=str(ROOT / "suites" / "default.yaml"))
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--skip-naive", action="store_true", help="skip figure 1 (the naive loop takes ~10 min)")
     args = parser.parse_args()
     suite_path = Path(args.suite).resolve()
     cases = load_suite(suite_path).cases()
     print(f"grid: {len(cases)} cases of {suite_path.name}, {torch.get_num_threads()} torch threads")
 
-    naive_s, naive_values = naive_loop(cases)
-    engine_s, engine_values = engine_loop(cases)
-    same = all(abs(naive_values[c] - engine_values[c]) < 1e-9 for c in naive_values)
-    print(f"1. naive loop {naive_s:.1f} s, engine {engine_s:.1f} s: engine {naive_s / engine_s:.1f}x faster "
-          f"(same P@1 values: {same})")
+    if not args.skip_naive:
+        naive_s, naive_values = naive_loop(cases)
+        engine_s, engine_values = engine_loop(cases)
+        same = all(abs(naive_values[c] - engine_values[c]) < 1e-9 for c in naive_values)
+        print(f"1. naive loop {naive_s:.1f} s, engine {engine_s:.1f} s: engine {naive_s / engine_s:.1f}x faster "
+              f"(same P@1 values: {same})")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 
 from .models import LoadedModel
+from .scoring import length_batches, pad_rows
 from .wikitext import articles
 
 WIKI_TEXTS = 8
@@ -38,16 +39,21 @@ def agreement_texts(prompts: Sequence[str]) -> list[str]:
     return [text for _, text in articles(WIKI_TEXTS, seed=0)] + list(prompts[:PROMPTS])
 
 
-def _log_probs(loaded: LoadedModel, texts: list[str]) -> torch.Tensor:
-    """Log-probabilities at every real position of every text, stacked (positions x vocab)."""
+def _log_probs(loaded: LoadedModel, texts: list[str], batch_size: int = 16) -> torch.Tensor:
+    """Log-probabilities at every real position of every text, in text order (positions x vocab).
+
+    Texts are batched by length with dynamic right padding; padded positions are dropped.
+    """
     tok = loaded.tokenizer
-    rows = []
+    rows = [tok(text, truncation=True, max_length=MAX_TOKENS)["input_ids"] for text in texts]
+    out: dict[int, torch.Tensor] = {}
     with torch.inference_mode():
-        for text in texts:
-            encoded = tok(text, return_tensors="pt", truncation=True, max_length=MAX_TOKENS).to(loaded.device)
-            logits = loaded.model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
-            rows.append(torch.log_softmax(logits[0].float(), -1).cpu())
-    return torch.cat(rows)
+        for batch in length_batches(rows, batch_size):
+            ids, mask = pad_rows([rows[i] for i in batch], tok.pad_token_id, loaded.device)
+            logits = loaded.model(input_ids=ids, attention_mask=mask).logits
+            for row, i in enumerate(batch):
+                out[i] = torch.log_softmax(logits[row, : len(rows[i])].float(), -1).cpu()
+    return torch.cat([out[i] for i in range(len(rows))])
 
 
 def supported(loaded: LoadedModel) -> bool:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import importlib.util
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -198,6 +201,56 @@ def load(name: str, source: str, family: str | None = None, dtype: str = "auto",
     return LoadedModel(name, cached.model, cached.tokenizer, cached.family, cached.fingerprint, cached.device)
 
 
+CONVERTED_VARIABLE = "PYTEST_KNOWLEDGE_MODELS"
+
+
+def converted_root() -> Path:
+    """Where GGUF checkpoints are kept once converted: ``$PYTEST_KNOWLEDGE_MODELS``, else the user cache."""
+    if os.environ.get(CONVERTED_VARIABLE):
+        return Path(os.environ[CONVERTED_VARIABLE]).expanduser().resolve()
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "pytest-knowledge" / "models"
+
+
+def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
+    """A GGUF checkpoint as a float32 ``save_pretrained`` folder, converted once per file and library version.
+
+    transformers parses GGUF metadata in Python three times per load (config, tokenizer,
+    weights — about 45 s for SmolLM2 on two cores); the converted folder loads in about a
+    second. It is named by the GGUF file's content hash, so a changed file is converted
+    anew, and written to a scratch folder first, then renamed into place.
+    """
+    import transformers
+    from safetensors.torch import save_model
+
+    if not weights.gguf_file:
+        return weights
+    fingerprint = file_fingerprint(weights)
+    target = converted_root() / f"{Path(weights.gguf_file).stem}-{fingerprint}-transformers{transformers.__version__}"
+    if not target.is_dir():
+        kwargs: dict[str, Any] = {"gguf_file": weights.gguf_file, "trust_remote_code": trust_remote_code}
+        config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location, **kwargs)
+        model = _auto_class(detect_family(config)).from_pretrained(weights.location, dtype=torch.float32, **kwargs)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            tokenizer.save_pretrained(scratch)
+            # The weights are already dequantized, but transformers refuses save_pretrained on
+            # anything loaded from GGUF, so config and tensors are written separately.
+            config = model.config.to_dict()
+            config.pop("quantization_config", None)  # it would make transformers read the GGUF file again
+            (scratch / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+            save_model(model, str(scratch / "model.safetensors"))
+            os.replace(scratch, target)  # atomic: the folder exists only complete
+        except OSError:
+            if not target.is_dir():  # else another process converted it first
+                raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return Weights(str(target))
+
+
 def _load(name: str, source: str, family: str | None, dtype: str, device: str | None,
           trust_remote_code: bool) -> LoadedModel:
     """Load tokenizer and model; raise a KnowledgeError saying how to get them when they are not available."""
@@ -208,14 +261,13 @@ def _load(name: str, source: str, family: str | None, dtype: str, device: str | 
 
     weights = resolve(source)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if weights.gguf_file:
-        kwargs["gguf_file"] = weights.gguf_file
     try:
-        config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location, **kwargs)
+        readable = converted(weights, trust_remote_code)
+        config = transformers.AutoConfig.from_pretrained(readable.location, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(readable.location, **kwargs)
         chosen: Family = family or detect_family(config)  # type: ignore[assignment]
         target = target_device(device)
-        model = _auto_class(chosen).from_pretrained(weights.location, dtype=resolve_dtype(dtype, target), **kwargs)
+        model = _auto_class(chosen).from_pretrained(readable.location, dtype=resolve_dtype(dtype, target), **kwargs)
     except (OSError, ValueError) as error:
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
         raise KnowledgeError(

@@ -17,7 +17,6 @@ from tabulate import tabulate
 
 from .errors import KnowledgeError
 from .history import DEFAULT_WINDOW, CaseSeries, HistoryStore, Step
-from .plots import benchmark_figure, history_figure
 from .report import HEADERS, rows
 from .storage import write_atomic
 from .suite import DENSE
@@ -154,6 +153,8 @@ def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: 
         parts.append(f"<h3>Stepping down over recent runs</h3><p>The median of the last runs is worse than the "
                      f"median of the {DEFAULT_WINDOW} runs before them by more than the case's tolerance.</p>")
         parts.append(_table(DRIFT_HEADERS, (_drift_row(s, step) for s, step in drifting)))
+    from .plots import benchmark_figure, history_figure  # matplotlib only when a report is drawn
+
     parts.append("<h2>Metric and retention versus ratio</h2>")
     for benchmark_records in _benchmark_groups(ordered):
         first_record = benchmark_records[0]

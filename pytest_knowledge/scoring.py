@@ -59,7 +59,7 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest row of this batch only (dynamic padding)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -70,7 +70,7 @@ def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torc
     return ids.to(device), mask.to(device)
 
 
-def _by_length(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+def length_batches(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
     """Batches of row indices, shortest rows first, so padding stays small."""
     return _batches(sorted(range(len(rows)), key=lambda i: len(rows[i])), batch_size)
 
@@ -180,8 +180,8 @@ def _seq2seq_row(tok, sentinels: bool, cloze: Cloze, answer: str) -> Seq2SeqRow:
 def _seq2seq_logits(loaded: LoadedModel, rows: list[Seq2SeqRow]) -> torch.Tensor:
     """Decoder logits aligned with the labels: position j predicts ``labels[j]``."""
     tok = loaded.tokenizer
-    ids, mask = _pad([r.ids for r in rows], tok.pad_token_id, loaded.device)
-    labels, _ = _pad([r.labels for r in rows], -100, loaded.device)
+    ids, mask = pad_rows([r.ids for r in rows], tok.pad_token_id, loaded.device)
+    labels, _ = pad_rows([r.labels for r in rows], -100, loaded.device)
     return loaded.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).logits.float()
 
 
@@ -200,8 +200,8 @@ def _rank_among(logits: torch.Tensor, gold: torch.Tensor, allowed: list[int] | N
 def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_size: int,
                                   allowed: list[int] | None) -> list[tuple[int, int]]:
     ranks = [(0, 0)] * len(slots)
-    for batch in _by_length([s.ids for s in slots], batch_size):
-        ids, mask = _pad([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
+    for batch in length_batches([s.ids for s in slots], batch_size):
+        ids, mask = pad_rows([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
         kwargs = {"use_cache": False} if loaded.family == "decoder" else {}
         logits = loaded.model(input_ids=ids, attention_mask=mask, **kwargs).logits.float()
         at = logits[torch.arange(len(batch)), torch.tensor([slots[i].position for i in batch])]
@@ -216,7 +216,7 @@ def _first_token_seq2seq(loaded: LoadedModel, clozes: Sequence[Cloze], batch_siz
     sentinels = _sentinel_style(loaded)
     rows = [_seq2seq_row(loaded.tokenizer, sentinels, c, c.answer) for c in clozes]
     ranks = [(0, 0)] * len(rows)
-    for batch in _by_length([r.ids for r in rows], batch_size):
+    for batch in length_batches([r.ids for r in rows], batch_size):
         logits = _seq2seq_logits(loaded, [rows[i] for i in batch])
         starts = [rows[i].span[0] for i in batch]
         at = logits[torch.arange(len(batch)), torch.tensor(starts)]
@@ -271,8 +271,8 @@ def _decoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
             rows.append((full, max(first, 1)))
             keys.append((n, o))
     scores = _empty_scores(clozes)
-    for batch in _by_length([r[0] for r in rows], batch_size):
-        ids, mask = _pad([rows[i][0] for i in batch], tok.pad_token_id, loaded.device)
+    for batch in length_batches([r[0] for r in rows], batch_size):
+        ids, mask = pad_rows([rows[i][0] for i in batch], tok.pad_token_id, loaded.device)
         logits = loaded.model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
         token_lp = torch.log_softmax(logits, -1)[:, :-1].gather(2, ids[:, 1:, None]).squeeze(2)
         for row, i in enumerate(batch):
@@ -295,8 +295,8 @@ def _encoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
                 slots.append(Slot(ids[:i] + [mask] * (b - i) + ids[b:], i, ids[i]))
                 keys.append((n, o))
     scores = _empty_scores(clozes)
-    for batch in _by_length([s.ids for s in slots], batch_size):
-        ids, attention = _pad([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
+    for batch in length_batches([s.ids for s in slots], batch_size):
+        ids, attention = pad_rows([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
         logits = loaded.model(input_ids=ids, attention_mask=attention).logits.float()
         at = torch.log_softmax(logits[torch.arange(len(batch)), torch.tensor([slots[i].position for i in batch])], -1)
         gold = torch.tensor([slots[i].gold for i in batch], device=at.device)
@@ -316,9 +316,9 @@ def _seq2seq_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
             rows.append(_seq2seq_row(loaded.tokenizer, sentinels, c, option))
             keys.append((n, o))
     scores = _empty_scores(clozes)
-    for batch in _by_length([r.ids + r.labels for r in rows], batch_size):
+    for batch in length_batches([r.ids + r.labels for r in rows], batch_size):
         logits = _seq2seq_logits(loaded, [rows[i] for i in batch])
-        labels, _ = _pad([rows[i].labels for i in batch], 0, logits.device)
+        labels, _ = pad_rows([rows[i].labels for i in batch], 0, logits.device)
         token_lp = torch.log_softmax(logits, -1).gather(2, labels[:, :, None]).squeeze(2)
         for row, i in enumerate(batch):
             n, o = keys[i]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
-from scipy import stats
+NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,12 @@ def mcnemar(reference: str, current: str, confidence: float = 0.95) -> Significa
     lost = sum(r == "1" and c == "0" for r, c in zip(reference, current))
     gained = sum(r == "0" and c == "1" for r, c in zip(reference, current))
     n = len(reference)
+    from scipy import stats  # imported here: a second of start-up that most runs never need
+
     p = stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue if lost + gained else 1.0
     delta = (gained - lost) / n
     spread = math.sqrt(max(lost + gained - (gained - lost) ** 2 / n, 0.0)) / n
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = NORMAL.inv_cdf(0.5 + confidence / 2)
     return Significance(float(p), delta - z * spread, delta + z * spread, "exact McNemar")
 
 
@@ -48,6 +51,6 @@ def z_test(reference: float, reference_se: float, current: float, current_se: fl
     spread = math.hypot(reference_se, current_se)
     delta = current - reference
     worse = -delta if higher_is_better else delta
-    p = float(stats.norm.sf(worse / spread)) if spread > 0 else (0.0 if worse > 0 else 1.0)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = NORMAL.cdf(-worse / spread) if spread > 0 else (0.0 if worse > 0 else 1.0)
+    z = NORMAL.inv_cdf(0.5 + confidence / 2)
     return Significance(p, delta - z * spread, delta + z * spread, "z-test")

@@ -23,15 +23,15 @@ from .methods import MethodReport
 from .storage import dump_json, write_atomic
 from .suite import Case
 from .typed import to_plain
+from .versions import describe_versions
 
 CacheMode = Literal["use", "refresh", "off"]
 FORMAT = 2
 
 
 def _library_versions() -> tuple[str, ...]:
-    import importlib.metadata as md
-
-    return tuple(md.version(p) for p in ("torch", "transformers"))
+    versions = describe_versions()
+    return tuple(versions[p] for p in ("torch", "transformers"))
 
 
 def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version: str, dense: bool = False,

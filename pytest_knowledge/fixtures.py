@@ -16,6 +16,7 @@ folder does not exist yet. ``root`` is ``$PYTEST_KNOWLEDGE_FIXTURES`` or
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -32,6 +33,7 @@ from torch.nn.utils.rnn import pad_sequence
 from .benchmarks.base import digest
 from .benchmarks.facts import RELATIONS, FactsConfig, fill, relation_facts
 from .errors import KnowledgeError
+from .versions import describe_versions
 
 ROOT_VARIABLE = "PYTEST_KNOWLEDGE_FIXTURES"
 RECIPE_VERSION = 1  # bump when the training code changes in a way the Recipe fields do not show
@@ -95,12 +97,17 @@ def fixture_dir(name: str) -> Path:
     """The folder holding the fixture model ``name``, trained first if it is not cached yet."""
     if name not in RECIPES:
         raise KnowledgeError(f"unknown fixture model {name!r} (known: {', '.join(sorted(RECIPES))})")
+    return _fixture_dir(name, fixtures_root())
+
+
+@functools.cache
+def _fixture_dir(name: str, root: Path) -> Path:
+    """Memoised per process: cached runs ask for the folder once per case."""
     recipe = RECIPES[name]
     facts = training_facts(recipe)
-    import transformers
-
-    key = digest(RECIPE_VERSION, asdict(recipe), facts, torch.__version__, transformers.__version__)
-    target = fixtures_root() / f"{name}-{key}"
+    versions = describe_versions()  # not transformers.__version__: importing it costs seconds on cached runs
+    key = digest(RECIPE_VERSION, asdict(recipe), facts, versions["torch"], versions["transformers"])
+    target = root / f"{name}-{key}"
     if not (target / "training.json").is_file():
         _build(recipe, facts, target)
     return target

@@ -5,8 +5,9 @@
     pytest-knowledge compare latest~1 latest   deltas between two runs; exit 1 on a regression
     pytest-knowledge report out.html           HTML (or .md) report of a run from the store
     pytest-knowledge baselines list|diff|prune baseline files: list, compare with a run, drop stale entries
+    pytest-knowledge merge r1.json r2.json     combine the results of sharded runs; exit 1 if a case failed
 
-Exit status: 0 fine, 1 a regression (``compare``, ``history --check``), 2 a usage or input error.
+Exit status: 0 fine, 1 a regression (``compare``, ``history --check``, ``merge``), 2 a usage or input error.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .errors import KnowledgeError
 from .history import DEFAULT_WINDOW, HistoryStore, RunInfo, history_url
 from .report import table
 from .report_files import write_report
-from .results import merge, update_baselines
+from .results import merge, missing_records, update_baselines
 from .suite import load_suite
 
 REGRESSION = 1
@@ -215,20 +216,31 @@ def cmd_baselines_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    """Combine the result files of sharded runs: one table, optional reports and baseline update."""
+    """Combine the result files of sharded runs: one table, optional reports and baseline update.
+
+    Exit 1 when a merged case did not pass, two files disagree about a case, or (with
+    ``--expect``) a case of an expected suite is in no file; reports are written first.
+    """
     merged = merge([Path(p) for p in args.results])
-    print(table(merged.records))
+    suites = [load_suite(Path(p)) for p in args.expect or []]
+    missing = missing_records(merged.records, suites)
+    records = merged.records + missing
+    print(table(records))
     for path in args.report or []:
-        write_report(Path(path), merged.records, None)
+        write_report(Path(path), records, None, title=args.title)
         print(f"knowledge report: {path}")
     if args.update_baselines:
         for path in update_baselines(BaselineStore(Path(args.dir)), merged.records):
             print(f"baselines written: {path}")
     for conflict in merged.conflicts:
         print(f"conflict: {conflict}", file=sys.stderr)
-    failed = [r for r in merged.records if not r.passed]
+    for record in missing:
+        print(f"missing: {record.suite}/{record.case_id} is in no results file", file=sys.stderr)
+    failed = [r for r in records if not r.passed]
+    for record in failed:
+        print(f"not passing: {record.suite}/{record.case_id} ({record.status})", file=sys.stderr)
     print(f"{len(merged.records)} cases from {len(args.results)} files, {len(failed)} not passing, "
-          f"{len(merged.conflicts)} conflicts")
+          f"{len(merged.conflicts)} conflicts" + (f", {len(missing)} missing" if suites else ""))
     return REGRESSION if failed or merged.conflicts else 0
 
 
@@ -283,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge_.add_argument("--update-baselines", action="store_true",
                         help="write the new and updated entries of every shard into the baseline folder")
     merge_.add_argument("--dir", default="baselines", help="baseline folder (default baselines)")
+    merge_.add_argument("--expect", action="append", metavar="SUITE",
+                        help="suite file the shards ran: its cases missing from every file count as errors; repeatable")
+    merge_.add_argument("--title", default="Knowledge report", help="title of the reports (default: Knowledge report)")
     merge_.set_defaults(handler=cmd_merge)
     return parser
 

@@ -2,7 +2,9 @@
 
 ``--knowledge-results=PATH`` writes one per session (controller only); ``pytest-knowledge
 merge`` combines several into one report and one baseline update. A case reported by two
-files with different measurements is a conflict: reported, never silently dropped.
+files with different measurements is a conflict: reported, never silently dropped. Given
+the suites the shards ran, a case no file reports (a crashed or cancelled shard) becomes
+an error record, so an incomplete merge cannot pass.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 from .baselines import BaselineStore
 from .errors import KnowledgeError
 from .storage import dump_json, write_atomic
-from .verdict import Record
+from .suite import Suite
+from .verdict import Record, error_record
 
 FORMAT = 1
 
@@ -71,3 +74,13 @@ def update_baselines(store: BaselineStore, records: list[Record]) -> list[Path]:
         if record.entry is not None and record.status in ("new", "updated"):
             grouped[(record.suite, record.model)][record.case_id] = record.entry
     return [store.write(suite, model, entries) for (suite, model), entries in sorted(grouped.items())]
+
+
+def missing_records(records: list[Record], suites: list[Suite]) -> list[Record]:
+    """An error record for every case of ``suites`` that none of ``records`` reports."""
+    seen = {(r.suite, r.case_id) for r in records}
+    return [
+        error_record(case, f"no results file reports {case.id} of suite {suite.name!r} ({suite.path}): the shard "
+                           "that owns it did not finish, or its results file was left out of the merge")
+        for suite in suites for case in suite.cases() if (suite.name, case.id) not in seen
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -100,9 +101,51 @@ def test_a_folder_without_lama_files_says_what_it_expected(tmp_path):
         LamaBenchmark(LamaConfig(path=str(tmp_path)))
 
 
-def test_config_is_checked_when_the_suite_loads(tmp_path):
-    with pytest.raises(SuiteError, match="path: an existing path"):
-        build(LamaConfig, {"path": str(tmp_path / "missing")}, "benchmarks[0]")
+def test_structural_problems_are_found_when_the_suite_loads(tmp_path):
+    with pytest.raises(SuiteError, match=r"benchmarks\[0\]: expected path: a non-empty path"):
+        build(LamaConfig, {"path": ""}, "benchmarks[0]")
+    with pytest.raises(SuiteError, match=r"expected vocab: environment variables written as \$\{NAME\} or \$NAME"):
+        build(LamaConfig, {"path": "x", "vocab": "${LAMA_DIR/vocab.txt"}, "benchmarks[0]")
+    with pytest.raises(SuiteError, match="limit >= 1"):
+        build(LamaConfig, {"path": "x", "limit": 0}, "benchmarks[0]")
+
+
+def test_missing_data_is_reported_when_the_benchmark_is_built_not_when_the_suite_loads(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAMA_DIR", raising=False)
+    config = build(LamaConfig, {"path": "${LAMA_DIR}/TREx"}, "benchmarks[0]")  # loads without the data
+    assert config.path == "${LAMA_DIR}/TREx"  # kept as written: the same cache key on every machine
+    with pytest.raises(KnowledgeError) as unset:
+        LamaBenchmark(config)
+    message = str(unset.value)
+    assert "parameter 'path'" in message and "'${LAMA_DIR}/TREx'" in message
+    assert "environment variable LAMA_DIR is not set" in message
+    assert "https://dl.fbaipublicfiles.com/LAMA/data.zip" in message
+
+    monkeypatch.setenv("LAMA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(KnowledgeError, match=re.escape(f"resolved to '{tmp_path}/nowhere/TREx', which does not exist")):
+        LamaBenchmark(config)
+
+    missing_vocab = build(LamaConfig, {"path": str(LAMA), "vocab": "vocab.txt"}, "benchmarks[0]")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KnowledgeError, match=re.escape("parameter 'vocab': expected an existing file, got 'vocab.txt', which "
+                                                       f"does not exist; relative paths are read from the working directory {tmp_path}")):
+        LamaBenchmark(missing_vocab)
+
+
+def test_environment_variables_and_relative_paths_find_the_data(tmp_path, monkeypatch):
+    shutil.copytree(LAMA, tmp_path / "data")
+    monkeypatch.setenv("LAMA_DIR", str(tmp_path / "data"))
+    by_variable = LamaBenchmark(build(LamaConfig, {"path": "$LAMA_DIR/TREx", "vocab": "${LAMA_DIR}/common_vocab.txt"},
+                                      "benchmarks[0]"))
+    monkeypatch.chdir(tmp_path)
+    relative = LamaBenchmark(build(LamaConfig, {"path": "data/TREx", "vocab": "data/common_vocab.txt"}, "benchmarks[0]"))
+    direct = bench(path=str(LAMA / "TREx"), vocab=str(LAMA / "common_vocab.txt"))
+    assert by_variable.clozes == relative.clozes == direct.clozes
+    assert {"P36", "P1376"} <= set(direct.relations)  # templates found one folder up, as LAMA lays them out
+    assert by_variable.data_fingerprint() == direct.data_fingerprint()
+
+
+def test_unknown_relations_are_named(tmp_path):
     with pytest.raises(KnowledgeError, match=r"relations \['P19'\] are not in .* \(found: ConceptNet, P1376, P36"):
         bench(relations=["P19"])
 
@@ -139,3 +182,19 @@ def test_lama_on_smollm2_reports_macro_and_micro(smollm2):
     assert result.value == pytest.approx(sum(per_relation) / 2)
     assert result.extra["p_at_1.micro"] == pytest.approx(result.outcomes.count("1") / 8)
     assert result.n == 8 and result.extra["n.P36"] == 6 and result.extra["p_at_1.P36"] >= 0.5
+
+
+def test_data_paths_name_every_unset_variable_and_the_wrong_kind_of_entry(tmp_path):
+    from pytest_knowledge.benchmarks.paths import data_path, expand
+
+    env = {"HOME": str(tmp_path), "ROOT": str(tmp_path)}
+    assert expand("~/a/${ROOT}/$ROOT", env)[0] == Path(f"~/a/{tmp_path}/{tmp_path}").expanduser()
+    with pytest.raises(KnowledgeError, match=r"environment variables A, B are not set\)\. Get it from there$"):
+        data_path("${A}/x/$B", benchmark="lama", parameter="path", how_to_get="Get it from there", environ=env)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(KnowledgeError, match=r"expected an existing folder, got '\$ROOT/file.txt', resolved to .*file.txt', "
+                                             r"which is not a folder"):
+        data_path("$ROOT/file.txt", benchmark="lm_eval", parameter="include_path", kind="dir", environ=env)
+    with pytest.raises(KnowledgeError, match=r"expected an existing file, got .*, which is a folder"):
+        data_path(str(tmp_path), benchmark="lama", parameter="vocab", kind="file", environ=env)
+    assert data_path("${ROOT}/file.txt", benchmark="lama", parameter="vocab", kind="file", environ=env) == tmp_path / "file.txt"

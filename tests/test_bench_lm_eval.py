@@ -53,7 +53,7 @@ def test_guards_keep_pruned_heads_and_restore_everything():
     assert model.head.weight is not pruned  # the real method is back
 
 
-def test_local_task_data_files_are_relative_to_include_path(tmp_path):
+def test_local_task_data_files_are_relative_to_include_path(tmp_path, monkeypatch):
     (tmp_path / "docs.jsonl").write_text('{"q": "2+2", "a": 1}\n{"q": "1+1", "a": 0}\n')
     (tmp_path / "sums.yaml").write_text(
         "task: test_local_sums\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: docs.jsonl\n"
@@ -61,7 +61,8 @@ def test_local_task_data_files_are_relative_to_include_path(tmp_path):
         "doc_to_target: a\nmetric_list:\n  - metric: acc\n"
     )
     cwd = Path.cwd()
-    bench = LmEvalBenchmark(build(LmEvalConfig, {"task": "test_local_sums", "include_path": str(tmp_path)}, "b"))
+    monkeypatch.setenv("TASKS_DIR", str(tmp_path))
+    bench = LmEvalBenchmark(build(LmEvalConfig, {"task": "test_local_sums", "include_path": "${TASKS_DIR}"}, "b"))
     assert Path.cwd() == cwd
     assert bench.metric == "acc" and len(list(bench.task.eval_docs)) == 2
     assert bench.data_fingerprint() != LmEvalBenchmark(LmEvalConfig(task="test_local_sums", include_path=str(tmp_path), limit=1)).data_fingerprint()
@@ -72,8 +73,11 @@ def test_problems_are_explained(tmp_path, smollm2):
         LmEvalBenchmark(LmEvalConfig(task="knowledge_capital_mc"))
     with pytest.raises(KnowledgeError, match="has no metric 'f1' \\(it has acc, acc_norm\\)"):
         LmEvalBenchmark(LmEvalConfig(task="knowledge_capitals_mc", metric="f1"))
-    with pytest.raises(SuiteError, match="include_path: an existing folder"):
-        build(LmEvalConfig, {"task": "x", "include_path": str(tmp_path / "missing")}, "b")
+    missing = build(LmEvalConfig, {"task": "x", "include_path": str(tmp_path / "missing")}, "b")  # loads; runs fail
+    with pytest.raises(KnowledgeError, match="parameter 'include_path': expected an existing folder, got .*missing'"):
+        LmEvalBenchmark(missing)
+    with pytest.raises(SuiteError, match="include_path: a non-empty path"):
+        build(LmEvalConfig, {"task": "x", "include_path": " "}, "b")
     bert = LoadedModel("bert", smollm2.model, smollm2.tokenizer, "encoder", "-", torch.device("cpu"))
     with pytest.raises(KnowledgeError, match="'bert' is an encoder model; lm-eval runs decoder and encoder-decoder"):
         LmEvalBenchmark(LmEvalConfig(task="knowledge_capitals_yesno", limit=2)).evaluate(bert)

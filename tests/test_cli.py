@@ -24,11 +24,11 @@ def stored_entries() -> dict[str, dict]:
 
 
 def records(drift: float = 0.0, error: str | None = None) -> list[Record]:
-    """The default suite's grid with its stored baseline values; DRIFTING lowered by ``drift``."""
+    """The default suite's SmolLM2 grid with its stored baseline values; DRIFTING lowered by ``drift``."""
     entries = stored_entries()
     dense = entries["smollm2-135m-dense-facts_capital"]["value"]
     result = []
-    for case in load_suite(SUITE).cases():
+    for case in (c for c in load_suite(SUITE).cases() if c.model.name == "smollm2-135m"):
         entry = entries[case.id]
         value = entry["value"] - (drift if case.id == DRIFTING else 0.0)
         failed = case.id == error
@@ -139,8 +139,11 @@ def test_report_writes_html_and_markdown_from_the_store(history: Path, tmp_path:
 def test_baselines_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "baselines", "--dir", str(ROOT / "baselines"), "list")
     assert code == 0
-    [row] = [line for line in out.splitlines() if line.startswith("default")]
-    assert row.split()[:3] == ["default", "smollm2-135m", str(len(stored_entries()))]
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("default")}
+    assert rows["smollm2-135m"][:3] == ["default", "smollm2-135m", str(len(stored_entries()))]
+    suite = load_suite(SUITE)
+    for model in suite.models:
+        assert rows[model.name][2] == str(sum(c.model == model for c in suite.cases()))
 
 
 def test_baselines_diff_against_the_latest_run(history: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,5 +1,9 @@
 """LAMA cloze probes on the suite's own copy of the LAMA files (never downloaded here).
 
+File parameters may use environment variables (``path: ${LAMA_DIR}/TREx``) and are
+resolved when a case runs (see ``paths``), so a suite collects without the data and a
+missing copy fails its cases with the download address.
+
 The headline metric is P@1 macro-averaged over relations, LAMA's convention; micro
 averages, P@k, MRR and per-relation P@1 go to ``extra`` (see docs/benchmarks.md). An
 optional common-vocabulary file drops facts whose object is not in it and, in
@@ -12,7 +16,6 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from ..errors import KnowledgeError
@@ -20,6 +23,11 @@ from ..models import LoadedModel
 from ..scoring import Cloze, cloze_predictions
 from .base import BenchmarkResult, cloze_result, digest, register_benchmark
 from .lama_files import LamaExample, default_templates, read_lama, read_templates, read_vocabulary
+from .paths import data_path, path_problem
+
+DATA_URL = "https://dl.fbaipublicfiles.com/LAMA/data.zip"
+HOW_TO_GET = (f"The LAMA data: download {DATA_URL} and unzip it; its data/ folder holds relations.jsonl, TREx/, "
+              "Google_RE/, ConceptNet/ and Squad/ (point LAMA_DIR at it for the bundled suites)")
 
 
 @dataclass(frozen=True)
@@ -37,10 +45,10 @@ class LamaConfig:
     batch_size: int = 32
 
     def validate(self) -> str | None:
-        for name in ("path", "relations_file", "vocab"):
-            value = getattr(self, name)
-            if value is not None and not Path(value).exists():
-                return f"{name}: an existing path (relative to the working directory), got {value!r}"
+        for name in ("path", "relations_file", "vocab"):  # existence is checked when a case runs
+            problem = path_problem(name, getattr(self, name))
+            if problem:
+                return problem
         if self.limit is not None and self.limit < 1:
             return "limit >= 1"
         if self.num_candidates < 2 or self.k < 1 or self.batch_size < 1:
@@ -68,12 +76,16 @@ class LamaBenchmark:
 
     def __init__(self, config: LamaConfig):
         self.config = config
-        path = Path(config.path)
-        templates_file = Path(config.relations_file) if config.relations_file else default_templates(path)
+        path = data_path(config.path, benchmark="lama", parameter="path", how_to_get=HOW_TO_GET)
+        templates_file = (data_path(config.relations_file, benchmark="lama", parameter="relations_file", kind="file",
+                                    how_to_get=HOW_TO_GET)
+                          if config.relations_file else default_templates(path))
         templates = read_templates(templates_file) if templates_file and config.templates else {}
+        vocab = (data_path(config.vocab, benchmark="lama", parameter="vocab", kind="file")
+                 if config.vocab else None)
         data = read_lama(path, templates, config.templates)
         self.skipped_masks = data.skipped_masks
-        self.vocabulary = read_vocabulary(Path(config.vocab)) if config.vocab else None
+        self.vocabulary = read_vocabulary(vocab) if vocab else None
         by_relation: dict[str, list[LamaExample]] = defaultdict(list)
         for example in data.examples:
             by_relation[example.relation].append(example)

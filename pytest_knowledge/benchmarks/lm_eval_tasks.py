@@ -3,8 +3,10 @@
 Any lm-eval task works by name (boolq, piqa, winogrande, … where their data is
 available); offline, tasks with local data come from ``include_path`` — by default the
 small tasks bundled in ``pytest_knowledge/tasks``. Relative ``data_files`` in a task's
-YAML are read relative to ``include_path``. The headline value is the task's own metric;
-its standard error and the other metrics go to ``extra``.
+YAML are read relative to ``include_path``, which may use environment variables and is
+resolved when a case runs (see ``paths``). Task names and their data are looked up when a
+case runs too, so a suite of hub tasks collects offline. The headline value is the task's
+own metric; its standard error and the other metrics go to ``extra``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..errors import KnowledgeError
 from ..models import LoadedModel
 from ..typed import closest
 from .base import BenchmarkResult, digest, encode_outcomes, register_benchmark
+from .paths import data_path, path_problem
 
 BUNDLED_TASKS = Path(__file__).resolve().parents[1] / "tasks"
 BACKENDS = {"decoder": "causal", "encoder-decoder": "seq2seq"}
@@ -37,8 +40,9 @@ class LmEvalConfig:
     seed: int = 0
 
     def validate(self) -> str | None:
-        if self.include_path is not None and not Path(self.include_path).is_dir():
-            return f"include_path: an existing folder of task YAML files, got {self.include_path!r}"
+        problem = path_problem("include_path", self.include_path)  # existence is checked when a case runs
+        if problem:
+            return problem
         if self.limit is not None and self.limit < 1:
             return "limit >= 1"
         if (self.num_fewshot or 0) < 0 or self.batch_size < 1 or self.bootstrap_iters < 0:
@@ -116,7 +120,10 @@ class LmEvalBenchmark:
 
     def __init__(self, config: LmEvalConfig):
         self.config = config
-        self.task, self.manager = _load_task(config.task, Path(config.include_path or BUNDLED_TASKS).resolve())
+        folder = (data_path(config.include_path, benchmark="lm_eval", parameter="include_path", kind="dir",
+                            how_to_get="It should hold task YAML files")
+                  if config.include_path else BUNDLED_TASKS)
+        self.task, self.manager = _load_task(config.task, folder.resolve())
         metrics = self.task.higher_is_better()
         self.metric = config.metric or next(iter(metrics), "acc")
         if self.metric not in metrics:

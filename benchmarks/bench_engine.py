@@ -1,6 +1,11 @@
-"""Engine speed on the default grid, each figure measured side by side in one run.
+"""Engine speed on the default grid's SmolLM2 cases, each figure measured side by side in one run.
 
-    python benchmarks/bench_engine.py [--suite suites/default.yaml] [--skip-workers]
+    python benchmarks/bench_engine.py [--suite suites/default.yaml] [--model smollm2-135m] [--skip-workers]
+
+The grid is the suite's cases for one model (the naive loop below scores decoders only).
+GGUF models are converted to a safetensors folder on their first load (docs/scaling.md);
+the script converts first, outside every timing, so each figure compares loads from the
+same files.
 
 1. Naive loop vs engine (in this process, no result cache). The naive loop is what a
    per-case script does: load the model from disk for every case, evaluate the dense
@@ -8,11 +13,12 @@
    engine loads once, restores dense weights in memory, evaluates dense once per
    (model, benchmark) and pads each batch to its longest row. Both compute the same P@1
    values (checked).
-2. Result cache: the whole suite through pytest twice in fresh processes with an empty
-   cache folder, then a warm one. Printed both as end-to-end wall time (interpreter start
-   and imports included) and as the time the cases themselves took (sum of the test
-   call durations pytest reports).
-3. Workers: the suite with 8+ cases through pytest with -n 1 and -n 2, no cache.
+2. Result cache: the grid through pytest in a fresh process with an empty cache folder,
+   then again with the warm one. Printed three ways: end-to-end wall time (interpreter
+   start, plugin and torch imports included), the session time pytest reports
+   ("N passed in X s": collection, cases, baselines and reports), and the time the cases
+   themselves took (sum of the test call durations).
+3. Workers: the grid with 8+ ratios through pytest with -n 1 and -n 2, no cache.
 4. FLOP/s of probe evaluation: 2 x (parameters in linear layers, the LM head included) x
    (real, unpadded tokens), over the dense evaluation time, next to the FLOP/s of a
    2048 x 2048 float32 matmul measured on the same machine in the same run.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,7 +43,7 @@ import torch
 from pytest_knowledge.benchmarks.facts import FactsBenchmark
 from pytest_knowledge.cache import ResultCache
 from pytest_knowledge.engine import Engine
-from pytest_knowledge.models import _load, load
+from pytest_knowledge.models import _load, converted, load, resolve
 from pytest_knowledge.suite import Case, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,17 +93,35 @@ def engine_loop(cases: list[Case]) -> tuple[float, dict[str, float]]:
     return time.perf_counter() - start, values
 
 
-def run_pytest(suite: Path, workdir: Path, *args: str) -> tuple[float, float]:
-    """(wall seconds, sum of test call durations) of one pytest run in a fresh process."""
+def run_pytest(suite: Path, workdir: Path, *args: str) -> tuple[float, float, float]:
+    """(wall seconds, session seconds pytest reports, sum of test call durations) of one pytest run
+    in a fresh process."""
     report = workdir / "durations.json"
     command = [sys.executable, "-m", "pytest", f"--knowledge-suite={suite}", "-q", "-p", "no:cacheprovider",
                "--knowledge-no-history", f"--knowledge-baselines={workdir / 'baselines'}",
                f"--knowledge-results={report}", *args]
     start = time.perf_counter()
-    subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"pytest failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    session = float(re.findall(r"passed in ([0-9.]+)s", done.stdout)[-1])
     records = json.loads(report.read_text())["records"]
-    return wall, sum(r["seconds"] for r in records)
+    return wall, session, sum(r["seconds"] for r in records)
+
+
+def one_model_grid(suite_path: Path, model: str, workdir: Path, ratios: list[float] | None = None) -> Path:
+    """The suite restricted to ``model`` (and optionally other ratios), written as a new suite file."""
+    import yaml
+
+    document = yaml.safe_load(suite_path.read_text())
+    document["models"] = [m for m in document["models"] if (m if isinstance(m, str) else m["name"]) == model]
+    document["benchmarks"] = [b for b in document["benchmarks"] if model in b.get("models", [model])]
+    if ratios is not None:
+        document["ratios"] = ratios
+    path = workdir / f"{document.get('name', suite_path.stem)}-{model}{'-grid' if ratios else ''}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
 
 
 def matmul_flops(size: int = 2048, repeats: int = 10) -> float:
@@ -137,36 +162,37 @@ def probe_flops(case: Case) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default=str(ROOT / "suites" / "default.yaml"))
+    parser.add_argument("--model", default="smollm2-135m", help="the suite's model whose cases are timed")
     parser.add_argument("--skip-workers", action="store_true")
-    parser.add_argument("--skip-naive", action="store_true", help="skip figure 1 (the naive loop takes ~10 min)")
+    parser.add_argument("--skip-naive", action="store_true", help="skip figure 1 (the naive loop takes minutes)")
     args = parser.parse_args()
-    suite_path = Path(args.suite).resolve()
-    cases = load_suite(suite_path).cases()
-    print(f"grid: {len(cases)} cases of {suite_path.name}, {torch.get_num_threads()} torch threads")
-
-    if not args.skip_naive:
-        naive_s, naive_values = naive_loop(cases)
-        engine_s, engine_values = engine_loop(cases)
-        same = all(abs(naive_values[c] - engine_values[c]) < 1e-9 for c in naive_values)
-        print(f"1. naive loop {naive_s:.1f} s, engine {engine_s:.1f} s: engine {naive_s / engine_s:.1f}x faster "
-              f"(same P@1 values: {same})")
-
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cold_wall, cold_cases = run_pytest(suite_path, work, f"--knowledge-cache={work / 'cache'}",
-                                           "--knowledge-update-baselines")
-        warm_wall, warm_cases = run_pytest(suite_path, work, f"--knowledge-cache={work / 'cache'}")
-        cases_ratio = f"{cold_cases / warm_cases:.0f}x" if warm_cases > 0 else "rerun below timer resolution"
-        print(f"2. cache, end to end: first run {cold_wall:.1f} s, rerun {warm_wall:.1f} s: {cold_wall / warm_wall:.1f}x; "
-              f"cases only: {cold_cases:.2f} s vs {warm_cases:.4f} s: {cases_ratio}")
+        suite_path = one_model_grid(Path(args.suite).resolve(), args.model, work)
+        cases = load_suite(suite_path).cases()
+        converted(resolve(cases[0].model.source))
+        print(f"grid: {len(cases)} cases of {args.suite} for {args.model}, {torch.get_num_threads()} torch threads")
+
+        if not args.skip_naive:
+            naive_s, naive_values = naive_loop(cases)
+            engine_s, engine_values = engine_loop(cases)
+            same = all(abs(naive_values[c] - engine_values[c]) < 1e-9 for c in naive_values)
+            print(f"1. naive loop {naive_s:.1f} s, engine {engine_s:.1f} s: engine {naive_s / engine_s:.1f}x faster "
+                  f"(same P@1 values: {same})")
+
+        cache = f"--knowledge-cache={work / 'cache'}"
+        cold = run_pytest(suite_path, work, cache, "--knowledge-update-baselines")
+        warm = run_pytest(suite_path, work, cache)
+        cases_ratio = f"{cold[2] / warm[2]:.0f}x" if warm[2] > 0 else "rerun below timer resolution"
+        print(f"2. cache: end to end {cold[0]:.1f} s vs rerun {warm[0]:.1f} s: {cold[0] / warm[0]:.1f}x; "
+              f"pytest session {cold[1]:.2f} s vs {warm[1]:.2f} s: {cold[1] / warm[1]:.1f}x; "
+              f"cases only {cold[2]:.2f} s vs {warm[2]:.4f} s: {cases_ratio}")
 
         if not args.skip_workers:
-            ratios = [r / 20 for r in range(1, 8)]
-            grid = work / "grid8.yaml"
-            grid.write_text(suite_path.read_text().replace("ratios: [0.1, 0.2, 0.3, 0.5]", f"ratios: {ratios}"))
+            grid = one_model_grid(Path(args.suite).resolve(), args.model, work, [r / 20 for r in range(1, 8)])
             size = len(load_suite(grid).cases())
-            one, _ = run_pytest(grid, work, "--knowledge-no-cache", "--knowledge-update-baselines", "-n", "1")
-            two, _ = run_pytest(grid, work, "--knowledge-no-cache", "--knowledge-update-baselines", "-n", "2")
+            one = run_pytest(grid, work, "--knowledge-no-cache", "--knowledge-update-baselines", "-n", "1")[0]
+            two = run_pytest(grid, work, "--knowledge-no-cache", "--knowledge-update-baselines", "-n", "2")[0]
             print(f"3. {size} cases, -n 1 {one:.1f} s, -n 2 {two:.1f} s: -n 2 {one / two:.2f}x faster")
 
     dense = next(c for c in cases if c.method is None)

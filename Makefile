@@ -5,6 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Python's default of writing bytecode caches, even where the environment turns it off: the
+# tests start many pytest processes, and each would compile the package again otherwise.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: setup suite test clean
 
 setup: $(STAMP)

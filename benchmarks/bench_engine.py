@@ -14,10 +14,12 @@ same files.
    (model, benchmark) and pads each batch to its longest row. Both compute the same P@1
    values (checked).
 2. Result cache: the grid through pytest in a fresh process with an empty cache folder,
-   then again with the warm one. Printed three ways: end-to-end wall time (interpreter
-   start, plugin and torch imports included), the session time pytest reports
-   ("N passed in X s": collection, cases, baselines and reports), and the time the cases
-   themselves took (sum of the test call durations).
+   then again with the warm one, history recorded as by default. Printed three ways:
+   end-to-end wall time (interpreter start and plugin imports included), the session time
+   pytest reports ("N passed in X s": collection, cases, baselines and reports), and the
+   time the cases themselves took (sum of the test call durations). Both runs use the
+   installed pytest plugins and Python's default of writing bytecode caches; a
+   collect-only run compiles the package first, as installing it would.
 3. Workers: the grid with 8+ ratios through pytest with -n 1 and -n 2, no cache.
 4. FLOP/s of probe evaluation: 2 x (parameters in linear layers, the LM head included) x
    (real, unpadded tokens), over the dense evaluation time, next to the FLOP/s of a
@@ -43,6 +45,7 @@ import torch
 from pytest_knowledge.benchmarks.facts import FactsBenchmark
 from pytest_knowledge.cache import ResultCache
 from pytest_knowledge.engine import Engine
+from pytest_knowledge.workbench import Workbench
 from pytest_knowledge.models import _load, converted, load, resolve
 from pytest_knowledge.suite import Case, load_suite
 
@@ -72,7 +75,7 @@ def naive_p_at_1(loaded, clozes, batch_size: int = 32) -> float:
 
 
 def naive_loop(cases: list[Case]) -> tuple[float, dict[str, float]]:
-    engine = Engine()  # used only for its compress(), which the naive loop shares
+    bench = Workbench()  # used only for its compress(), which the naive loop shares
     values = {}
     start = time.perf_counter()
     for case in cases:
@@ -80,7 +83,7 @@ def naive_loop(cases: list[Case]) -> tuple[float, dict[str, float]]:
         clozes = FactsBenchmark(case.benchmark.config).clozes
         naive_p_at_1(loaded, clozes)  # dense, again for every case
         if case.method is not None:
-            engine.compress(case, loaded)
+            bench.compress(case, loaded)
         values[case.id] = naive_p_at_1(loaded, clozes)
         del loaded
     return time.perf_counter() - start, values
@@ -93,15 +96,18 @@ def engine_loop(cases: list[Case]) -> tuple[float, dict[str, float]]:
     return time.perf_counter() - start, values
 
 
+# Python's own default: bytecode caches are written and reused (a machine may switch that off).
+PYTHON_DEFAULTS = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_pytest(suite: Path, workdir: Path, *args: str) -> tuple[float, float, float]:
     """(wall seconds, session seconds pytest reports, sum of test call durations) of one pytest run
     in a fresh process."""
     report = workdir / "durations.json"
     command = [sys.executable, "-m", "pytest", f"--knowledge-suite={suite}", "-q", "-p", "no:cacheprovider",
-               "--knowledge-no-history", f"--knowledge-baselines={workdir / 'baselines'}",
-               f"--knowledge-results={report}", *args]
+               f"--knowledge-baselines={workdir / 'baselines'}", f"--knowledge-results={report}", *args]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False, env=PYTHON_DEFAULTS)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"pytest failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -181,6 +187,8 @@ def main() -> None:
                   f"(same P@1 values: {same})")
 
         cache = f"--knowledge-cache={work / 'cache'}"
+        subprocess.run([sys.executable, "-m", "pytest", f"--knowledge-suite={suite_path}", "--co", "-q"], cwd=work,
+                       capture_output=True, check=True, env=PYTHON_DEFAULTS)  # bytecode compiled, as after an install
         cold = run_pytest(suite_path, work, cache, "--knowledge-update-baselines")
         warm = run_pytest(suite_path, work, cache)
         cases_ratio = f"{cold[2] / warm[2]:.0f}x" if warm[2] > 0 else "rerun below timer resolution"

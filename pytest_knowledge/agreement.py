@@ -15,13 +15,14 @@ models need decoder inputs and are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from .models import LoadedModel
 from .scoring import length_batches, pad_rows
 from .wikitext import articles
+
+if TYPE_CHECKING:
+    import torch
 
 WIKI_TEXTS = 8
 MAX_TOKENS = 64
@@ -44,6 +45,8 @@ def _log_probs(loaded: LoadedModel, texts: list[str], batch_size: int = 16) -> t
 
     Texts are batched by length with dynamic right padding; padded positions are dropped.
     """
+    import torch
+
     tok = loaded.tokenizer
     rows = [tok(text, truncation=True, max_length=MAX_TOKENS)["input_ids"] for text in texts]
     out: dict[int, torch.Tensor] = {}

@@ -9,6 +9,7 @@ With more workers than devices, workers share devices round-robin.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 from .errors import KnowledgeError
@@ -60,8 +61,26 @@ def pin_worker(worker_id: str, worker_count: int, devices: list[str], environ: d
     return device
 
 
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")  # NVIDIA, NVIDIA, ROCm
+
+
+def gpu_driver_present(exists: Callable[[str], bool] = os.path.exists, platform: str = sys.platform) -> bool:
+    """False only where torch certainly sees no GPU: a Linux host without an NVIDIA or ROCm
+    driver. Elsewhere it cannot be told without asking torch, so True."""
+    return not platform.startswith("linux") or any(exists(p) for p in GPU_DRIVER_PATHS)
+
+
 def cuda_count() -> int:
-    """Number of CUDA devices, without creating a CUDA context in this process."""
+    """Number of CUDA devices, without creating a CUDA context in this process, and without
+    importing torch (seconds) on hosts that have no GPU driver."""
+    if not gpu_driver_present():
+        return 0
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def compute_kind(pinned: str | None) -> str:
+    """'cuda' or 'cpu': where this process computes cases (``models.target_device``'s
+    choice), known before torch is imported; part of every result-cache key."""
+    return "cuda" if pinned is not None or cuda_count() > 0 else "cpu"

@@ -1,80 +1,30 @@
-"""Load, compress, evaluate — once per process, restoring dense weights between cases.
+"""Run cases: from the result cache when it has them, else on the workbench.
 
-The engine keeps one model in memory at a time (cases are ordered by model), snapshots
-its dense weights to CPU once, and after every compressed case puts back the original
-modules, parameters and buffers. The dense result of each (model, benchmark) is
-measured once and reused by every compressed case that needs it.
+Everything needed to look a case up (weight-file fingerprints, method configs, benchmark
+data fingerprints, the device kind) is known without torch, so a suite whose cases are
+all cached runs without importing torch or transformers. The dense result of each
+(model, benchmark) is measured once and reused by every compressed case that needs it.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
-from . import agreement
 from .agreement import Agreement
+from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
 from .cache import ResultCache, case_key
+from .devices import compute_kind
 from .errors import KnowledgeError
-from .methods import CompressionContext, MethodReport
-from .models import LoadedModel, load, source_fingerprint, target_device
+from .methods import MethodReport
 from .suite import BenchmarkEntry, Case, ModelEntry
+from .models import source_fingerprint
 
-
-class DenseSnapshot:
-    """Everything needed to undo any method in memory: module objects, parameter objects,
-    and a CPU copy of every tensor's dense values."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-        self.modules = dict(model.named_modules(remove_duplicate=False))
-        self.parameters = dict(model.named_parameters(remove_duplicate=False))
-        self.buffers = dict(model.named_buffers(remove_duplicate=False))
-        self.hooks = {
-            name: (dict(m._forward_pre_hooks), dict(m._forward_hooks)) for name, m in self.modules.items()
-        }
-        self.values: dict[int, torch.Tensor] = {}
-        for tensor in [*self.parameters.values(), *self.buffers.values()]:
-            if id(tensor) not in self.values:
-                self.values[id(tensor)] = tensor.detach().to("cpu", copy=True)
-
-    def _owner(self, name: str) -> tuple[nn.Module, str]:
-        parent, _, attr = name.rpartition(".")
-        return self.modules[parent], attr
-
-    def restore(self) -> None:
-        """Put back swapped modules, replaced parameters, hooks and dense values."""
-        for name, module in self.modules.items():
-            if name:
-                owner, attr = self._owner(name)
-                if owner._modules.get(attr) is not module:
-                    owner._modules[attr] = module
-        for name, param in self.parameters.items():
-            owner, attr = self._owner(name)
-            if owner._parameters.get(attr) is not param:
-                owner._parameters.pop(attr, None)
-                owner.__dict__.pop(attr, None)
-                owner._parameters[attr] = param
-        for name, buffer in self.buffers.items():
-            owner, attr = self._owner(name)
-            owner._buffers[attr] = buffer
-        for name, module in self.modules.items():
-            pre_hooks, hooks = self.hooks[name]
-            if dict(module._forward_pre_hooks) != pre_hooks or dict(module._forward_hooks) != hooks:
-                module._forward_pre_hooks.clear()
-                module._forward_pre_hooks.update(pre_hooks)
-                module._forward_hooks.clear()
-                module._forward_hooks.update(hooks)
-        with torch.no_grad():
-            for tensor in [*self.parameters.values(), *self.buffers.values()]:
-                tensor.copy_(self.values[id(tensor)])
+if TYPE_CHECKING:
+    from .workbench import Workbench
 
 
 @dataclass(frozen=True)
@@ -91,11 +41,6 @@ class CaseResult:
     agreement: Agreement | None = None
 
 
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _check_finite(result: BenchmarkResult, case: Case) -> None:
     if not math.isfinite(result.value):
         raise KnowledgeError(
@@ -103,62 +48,31 @@ def _check_finite(result: BenchmarkResult, case: Case) -> None:
         )
 
 
-PROBE_TEXT = "The capital of France is Paris."
-
-
-def outputs_finite(loaded: LoadedModel) -> bool:
-    """One short forward pass: NaN/inf logits would otherwise rank as ties and score as hits."""
-    encoded = loaded.tokenizer(PROBE_TEXT, return_tensors="pt").to(loaded.device)
-    inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-    if loaded.family == "encoder-decoder":
-        start = loaded.model.config.decoder_start_token_id or 0
-        inputs["decoder_input_ids"] = torch.tensor([[start]], device=loaded.device)
-    with torch.inference_mode():
-        return bool(torch.isfinite(loaded.model(**inputs).logits.float()).all())
-
-
-def combine_reports(reports: list[MethodReport]) -> MethodReport:
-    """One report for a pipeline: the last step's sparsity and bits, every step's details."""
-    if len(reports) == 1:
-        return reports[0]
-    return MethodReport(
-        touched_parameters=max(r.touched_parameters for r in reports),
-        sparsity=next((r.sparsity for r in reversed(reports) if r.sparsity is not None), None),
-        sparsity_by_scope={k: v for r in reports for k, v in r.sparsity_by_scope.items()},
-        bits=next((r.bits for r in reversed(reports) if r.bits is not None), None),
-        details=" then ".join(r.details for r in reports if r.details),
-    )
-
-
 class Engine:
-    """Per-process cache of the loaded model, its dense snapshot, benchmarks and dense results,
-    in front of the on-disk result cache."""
+    """Per-process memo of benchmarks and dense results in front of the on-disk result
+    cache; the workbench (and torch with it) is created at the first cache miss."""
 
     def __init__(self, cache: ResultCache | None = None, device: str | None = None):
         self.cache = cache or ResultCache(Path(), mode="off")
         self.device = device
-        self._model_key: ModelEntry | None = None
-        self._loaded: LoadedModel | None = None
-        self._snapshot: DenseSnapshot | None = None
-        self._failed: dict[ModelEntry, KnowledgeError] = {}
+        self._workbench: Workbench | None = None
+        self._kind: str | None = None
         self._benchmarks: dict[BenchmarkEntry, Benchmark] = {}
         self._dense: dict[tuple[ModelEntry, BenchmarkEntry], tuple[BenchmarkResult, bool]] = {}
-        self._agreement: dict[tuple[ModelEntry, BenchmarkEntry], tuple[list[str], torch.Tensor]] = {}
 
-    def model(self, entry: ModelEntry) -> LoadedModel:
-        if entry in self._failed:
-            raise self._failed[entry]
-        if self._model_key != entry:
-            self._loaded = self._snapshot = None  # free the previous model first
-            try:
-                self._loaded = load(entry.name, entry.source, entry.family, entry.dtype, self.device, entry.trust_remote_code)
-            except KnowledgeError as error:
-                self._failed[entry] = error
-                raise
-            self._snapshot = DenseSnapshot(self._loaded.model)
-            self._model_key = entry
-        assert self._loaded is not None
-        return self._loaded
+    @property
+    def workbench(self) -> Workbench:
+        if self._workbench is None:
+            from .workbench import Workbench
+
+            self._workbench = Workbench(self.device)
+        return self._workbench
+
+    @property
+    def device_kind(self) -> str:
+        if self._kind is None:
+            self._kind = compute_kind(self.device)
+        return self._kind
 
     def benchmark(self, entry: BenchmarkEntry) -> Benchmark:
         if entry not in self._benchmarks:
@@ -167,7 +81,7 @@ class Engine:
 
     def fingerprint(self, entry: ModelEntry) -> str:
         """From the weight files when possible, so cached cases never load the model."""
-        return source_fingerprint(entry.source) or self.model(entry).fingerprint
+        return source_fingerprint(entry.source) or self.workbench.model(entry).fingerprint
 
     def _dense_result(self, case: Case, key: str) -> tuple[BenchmarkResult, bool]:
         memo = (case.model, case.benchmark)
@@ -176,48 +90,10 @@ class Engine:
             if hit is not None:
                 self._dense[memo] = (hit.result, True)
             else:
-                result = self.benchmark(case.benchmark).evaluate(self.model(case.model))
+                result = self.workbench.evaluate_dense(case.model, self.benchmark(case.benchmark))
                 self.cache.put(key, result, None)
                 self._dense[memo] = (result, False)
         return self._dense[memo]
-
-    def compress(self, case: Case, loaded: LoadedModel) -> MethodReport:
-        """Apply every step of the case's method; the caller restores afterwards."""
-        assert case.method is not None
-        context = CompressionContext(loaded.family, case.seed, loaded.tokenizer)
-        reports = []
-        for step in case.method.steps:
-            _seed(case.seed)
-            ratio = case.ratio if step.method.ratio is not None else None
-            reports.append(step.method.apply(loaded.model, step.config, ratio, context))
-        return combine_reports(reports)
-
-    def _agreement_reference(self, case: Case, loaded: LoadedModel) -> tuple[list[str], torch.Tensor] | None:
-        """Texts and dense distributions for agreement (computed while the model is dense)."""
-        if not agreement.supported(loaded):
-            return None
-        key = (case.model, case.benchmark)
-        if key not in self._agreement:
-            clozes = getattr(self.benchmark(case.benchmark), "clozes", [])
-            texts = agreement.agreement_texts([c.prefix.rstrip() for c in clozes])
-            self._agreement[key] = (texts, agreement.reference(loaded, texts))
-        return self._agreement[key]
-
-    def _compressed_result(self, case: Case) -> tuple[BenchmarkResult, MethodReport, Agreement | None]:
-        loaded = self.model(case.model)
-        assert self._snapshot is not None
-        dense_reference = self._agreement_reference(case, loaded)
-        try:
-            report = self.compress(case, loaded)
-            if not outputs_finite(loaded):
-                raise KnowledgeError(f"{case.id}: the compressed model outputs NaN/inf logits ({report.summary()})")
-            result = self.benchmark(case.benchmark).evaluate(loaded)
-            agreed = agreement.compare(loaded, *dense_reference) if dense_reference else None
-            return result, report, agreed
-        except torch.OutOfMemoryError as error:
-            raise KnowledgeError(f"{case.id}: out of memory while compressing or evaluating ({error})") from None
-        finally:
-            self._snapshot.restore()
 
     def run(self, case: Case) -> CaseResult:
         start = time.perf_counter()
@@ -225,16 +101,18 @@ class Engine:
         fingerprint = self.fingerprint(case.model)
         data = bench.data_fingerprint()
         version = str(getattr(bench, "version", "1"))
-        device = target_device(self.device).type
-        dense, cached = self._dense_result(case, case_key(case, fingerprint, data, version, dense=True, device=device))
-        result, report, agreed = dense, None, None
+        kind = self.device_kind
+        dense, cached = self._dense_result(case, case_key(case, fingerprint, data, version, dense=True, device=kind))
+        result: BenchmarkResult = dense
+        report: MethodReport | None = None
+        agreed: Agreement | None = None
         if case.method is not None:
-            key = case_key(case, fingerprint, data, version, device=device)
+            key = case_key(case, fingerprint, data, version, device=kind)
             hit = self.cache.get(key)
             if hit is not None:
                 result, report, agreed, cached = hit.result, hit.report, hit.agreement, True
             else:
-                result, report, agreed = self._compressed_result(case)
+                result, report, agreed = self.workbench.evaluate_compressed(case, bench)
                 self.cache.put(key, result, report, agreed)
                 cached = False
         _check_finite(result, case)

@@ -25,15 +25,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
-import torch
-from torch.nn.utils.rnn import pad_sequence
-
-from .benchmarks.base import digest
-from .benchmarks.facts import RELATIONS, FactsConfig, fill, relation_facts
+from .benchmarks import facts as facts_module
+from .benchmarks.base import digest, inputs_fingerprint
+from .benchmarks.facts import FACT_SOURCES, RELATIONS, FactsConfig, fill, relation_facts
 from .errors import KnowledgeError
+from .memo import remembered
 from .versions import describe_versions
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT_VARIABLE = "PYTEST_KNOWLEDGE_FIXTURES"
 RECIPE_VERSION = 1  # bump when the training code changes in a way the Recipe fields do not show
@@ -104,12 +106,13 @@ def fixture_dir(name: str) -> Path:
 def _fixture_dir(name: str, root: Path) -> Path:
     """Memoised per process: cached runs ask for the folder once per case."""
     recipe = RECIPES[name]
-    facts = training_facts(recipe)
+    inputs = inputs_fingerprint((__file__, facts_module.__file__), (*FACT_SOURCES, "tokenizers"), asdict(recipe))
+    facts = remembered("fixture-facts", inputs, lambda: digest(training_facts(recipe)))
     versions = describe_versions()  # not transformers.__version__: importing it costs seconds on cached runs
     key = digest(RECIPE_VERSION, asdict(recipe), facts, versions["torch"], versions["transformers"])
     target = root / f"{name}-{key}"
     if not (target / "training.json").is_file():
-        _build(recipe, facts, target)
+        _build(recipe, training_facts(recipe), target)
     return target
 
 
@@ -132,6 +135,8 @@ def _build(recipe: Recipe, facts: list[TrainingFact], target: Path) -> None:
 def _deterministic(seed: int) -> Iterator[None]:
     """Seeded, deterministic kernels, one thread: the same weights on any CPU count (and faster
     than two threads for a model this small)."""
+    import torch
+
     previous = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -189,6 +194,9 @@ def _model(recipe: Recipe, tokenizer):
 
 def _examples(recipe: Recipe, facts: list[TrainingFact], tokenizer) -> dict[str, torch.Tensor]:
     """Every fact as one padded training row: the object masked (BERT) or to be infilled (T5)."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
     rows, targets = [], []
     for fact in facts:
         if recipe.architecture == "bert":
@@ -208,6 +216,8 @@ def _examples(recipe: Recipe, facts: list[TrainingFact], tokenizer) -> dict[str,
 
 def _exact(model, data: dict[str, torch.Tensor]) -> float:
     """Share of facts whose every target token is the model's top prediction (teacher forcing)."""
+    import torch
+
     with torch.inference_mode():
         logits = model(**data).logits
     labels = data["labels"]
@@ -217,6 +227,8 @@ def _exact(model, data: dict[str, torch.Tensor]) -> float:
 
 def train(recipe: Recipe, facts: list[TrainingFact], directory: Path) -> dict:
     """Train a fixture from scratch and save model, tokenizer and a training report in ``directory``."""
+    import torch
+
     started = time.perf_counter()
     with _deterministic(recipe.seed):
         tokenizer = _tokenizer(recipe, facts)

@@ -14,14 +14,17 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .errors import KnowledgeError
+from .memo import cache_home, remembered
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 FAMILIES: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
@@ -112,25 +115,35 @@ def _auto_class(family: Family) -> Any:
     }[family]
 
 
+RACY_NS = 2_000_000_000  # files modified this recently are hashed but their digest is not remembered
+
+
 def _file_digest(paths: list[Path]) -> str:
-    """Hash of file names and contents, memoised on (path, size, mtime) so reruns are cheap."""
+    """Hash of file names and contents, remembered per (path, size, mtime) so reruns need not read them."""
     stamps = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
     return _digest_files(stamps)
 
 
 @functools.lru_cache(maxsize=64)
 def _digest_files(stamps: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for name, _, _ in stamps:
-        digest.update(Path(name).name.encode())
-        with open(name, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+    def read() -> str:
+        digest = hashlib.sha256()
+        for name, _, _ in stamps:
+            digest.update(Path(name).name.encode())
+            with open(name, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(chunk)
+        return digest.hexdigest()[:16]
+
+    if any(mtime > time.time_ns() - RACY_NS for _, _, mtime in stamps):
+        return read()  # modified just now: a rewrite within the clock's tick could keep this stamp
+    return remembered("files", hashlib.sha256(repr(stamps).encode()).hexdigest(), read)
 
 
 def state_fingerprint(model: nn.Module) -> str:
     """Hash of every parameter and buffer: identifies the exact weights evaluated."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -174,11 +187,15 @@ _LOADED: dict[tuple, LoadedModel] = {}
 
 
 def target_device(device: str | None) -> torch.device:
+    import torch
+
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """'auto' is bfloat16 on GPUs that support it (half the memory, full speed) and float32 elsewhere."""
+    import torch
+
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -208,8 +225,7 @@ def converted_root() -> Path:
     """Where GGUF checkpoints are kept once converted: ``$PYTEST_KNOWLEDGE_MODELS``, else the user cache."""
     if os.environ.get(CONVERTED_VARIABLE):
         return Path(os.environ[CONVERTED_VARIABLE]).expanduser().resolve()
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache_home / "pytest-knowledge" / "models"
+    return cache_home() / "models"
 
 
 def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
@@ -220,6 +236,7 @@ def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
     second. It is named by the GGUF file's content hash, so a changed file is converted
     anew, and written to a scratch folder first, then renamed into place.
     """
+    import torch
     import transformers
     from safetensors.torch import save_model
 

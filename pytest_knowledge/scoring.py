@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import KnowledgeError
 from .models import LoadedModel
+
+if TYPE_CHECKING:
+    import torch
 
 T5_SENTINELS = ("<extra_id_0>", "<extra_id_1>")
 
@@ -61,6 +62,8 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
 
 def pad_rows(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest row of this batch only (dynamic padding)."""
+    import torch
+
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -188,6 +191,8 @@ def _seq2seq_logits(loaded: LoadedModel, rows: list[Seq2SeqRow]) -> torch.Tensor
 def _rank_among(logits: torch.Tensor, gold: torch.Tensor, allowed: list[int] | None) -> list[tuple[int, int]]:
     """Per row: (1 + the number of (allowed) tokens scoring strictly above the gold token,
     the top-scoring allowed token — the model's own answer)."""
+    import torch
+
     above = logits > logits.gather(1, gold[:, None])
     if allowed is not None:
         keep = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
@@ -199,6 +204,8 @@ def _rank_among(logits: torch.Tensor, gold: torch.Tensor, allowed: list[int] | N
 
 def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_size: int,
                                   allowed: list[int] | None) -> list[tuple[int, int]]:
+    import torch
+
     ranks = [(0, 0)] * len(slots)
     for batch in length_batches([s.ids for s in slots], batch_size):
         ids, mask = pad_rows([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
@@ -213,6 +220,8 @@ def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_
 
 def _first_token_seq2seq(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int,
                          allowed: list[int] | None) -> list[tuple[int, int]]:
+    import torch
+
     sentinels = _sentinel_style(loaded)
     rows = [_seq2seq_row(loaded.tokenizer, sentinels, c, c.answer) for c in clozes]
     ranks = [(0, 0)] * len(rows)
@@ -259,6 +268,8 @@ def _empty_scores(clozes: Sequence[Cloze]) -> Scores:
 
 def _decoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int) -> Scores:
     """log p(option + suffix | prefix): every token after the prefix, the suffix included."""
+    import torch
+
     tok = loaded.tokenizer
     rows: list[tuple[list[int], int]] = []
     keys: list[tuple[int, int]] = []
@@ -285,6 +296,8 @@ def _decoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
 def _encoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int) -> Scores:
     """Left-to-right infilling: object token i is read with the tokens before it filled in
     and itself and the tokens after it masked (one mask per object token)."""
+    import torch
+
     mask = _mask_id(loaded)
     slots: list[Slot] = []
     keys: list[tuple[int, int]] = []
@@ -308,6 +321,8 @@ def _encoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
 
 def _seq2seq_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int) -> Scores:
     """log p(target | input with the slot masked), summed over every target token."""
+    import torch
+
     sentinels = _sentinel_style(loaded)
     rows: list[Seq2SeqRow] = []
     keys: list[tuple[int, int]] = []
@@ -340,6 +355,8 @@ _LOGLIKELIHOODS: dict[str, Callable[[LoadedModel, Sequence[Cloze], int], Scores]
 
 def option_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int = 32) -> Scores:
     """Each cloze's options (gold first) scored by their sequence log-likelihood under ``loaded``'s family."""
+    import torch
+
     if loaded.family not in _LOGLIKELIHOODS:
         raise KnowledgeError(f"no cloze scorer for {loaded.family} models")
     with torch.inference_mode():
@@ -362,6 +379,8 @@ def cloze_predictions(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, b
     (LAMA's common vocabulary); in candidates mode a cloze without candidates ranks 1.
     The top answer is the best first token (decoded) or the best-scoring option.
     """
+    import torch
+
     if mode == "first_token":
         if loaded.family not in _LOGLIKELIHOODS:
             raise KnowledgeError(f"no cloze scorer for {loaded.family} models")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_knowledge import agreement
-from pytest_knowledge.engine import DenseSnapshot
+from pytest_knowledge.workbench import DenseSnapshot
 from pytest_knowledge.methods.magnitude import prune_global_magnitude
 from pytest_knowledge.methods.scopes import linear_layers
 from pytest_knowledge.models import load

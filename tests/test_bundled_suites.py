@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_knowledge import engine, fixtures, models
+from pytest_knowledge import engine, fixtures, models, workbench
 from pytest_knowledge.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +73,9 @@ def no_loading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return call
 
     monkeypatch.setattr(models, "load", refuse("models.load"))
-    monkeypatch.setattr(engine, "load", refuse("engine.load"))
+    monkeypatch.setattr(workbench, "load", refuse("workbench.load"))
     monkeypatch.setattr(engine, "source_fingerprint", refuse("engine.source_fingerprint"))
-    monkeypatch.setattr(engine.Engine, "model", refuse("Engine.model"))
+    monkeypatch.setattr(workbench.Workbench, "model", refuse("Workbench.model"))
     monkeypatch.delenv("LAMA_DIR", raising=False)
     return calls
 

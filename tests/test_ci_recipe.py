@@ -2,8 +2,9 @@
 
 The script runs the suite in two shards and merges them, in a scratch copy of the suite
 and its baselines, with the packages already installed (SKIP_INSTALL=1). The runs share
-one result cache: the first computes every case (two SmolLM2 loads, one per shard), the
-later ones read it, which is what a CI cache does between pipeline runs.
+the repository's result cache (as tests/test_docs.py does): the first computes every case
+(two SmolLM2 loads, one per shard), the later ones read it, which is what a CI cache does
+between pipeline runs.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ def markdown_rows(text: str) -> dict[tuple[str, str, str, str], str]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("gate-cache")
+def cache() -> Path:
+    """The repository's result cache, which the documentation tests share too."""
+    path = ROOT / ".knowledge" / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="module")

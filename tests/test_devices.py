@@ -5,8 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pytest_knowledge.devices import cpu_threads, device_for, pin_worker, visible_devices, worker_index
+from pytest_knowledge import devices
+from pytest_knowledge.devices import (
+    compute_kind,
+    cpu_threads,
+    device_for,
+    gpu_driver_present,
+    pin_worker,
+    visible_devices,
+    worker_index,
+)
 from pytest_knowledge.errors import KnowledgeError
+from pytest_knowledge.models import target_device
 
 
 def test_option_wins_and_must_stay_inside_the_outer_visible_set():
@@ -45,3 +55,19 @@ def test_pinning_sets_the_workers_visible_device_or_its_thread_count():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_no_gpu_driver_means_cpu_without_asking_torch(monkeypatch):
+    present = {"/proc/driver/nvidia"}
+    assert gpu_driver_present(present.__contains__, "linux")
+    assert not gpu_driver_present(set().__contains__, "linux")
+    assert gpu_driver_present(set().__contains__, "darwin")  # cannot tell there: torch is asked
+
+    monkeypatch.setattr(devices, "gpu_driver_present", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: pytest.fail("torch was asked"))
+    assert compute_kind(None) == "cpu"
+    assert compute_kind("0") == "cuda"  # a pinned worker computes on its device
+
+
+def test_device_kind_agrees_with_where_models_are_loaded():
+    assert compute_kind(None) == target_device(None).type

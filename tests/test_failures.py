@@ -107,11 +107,18 @@ def test_a_crashed_worker_loses_only_its_case(pytester, tiny_llama):
     assert len(entries) == 10 and not any("crash" in case_id for case_id in entries)
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("knowledge-cache")
+
+
 @pytest.mark.parametrize("attempt", range(3))
-def test_update_with_four_workers_records_every_entry(pytester, tiny_llama, attempt):
+def test_update_with_four_workers_records_every_entry(pytester, tiny_llama, shared_cache, attempt):
+    """Repeated to give a write race its chances; after the first attempt the workers serve
+    their cases from the cache, so their results reach the controller almost at once."""
     pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama, faulty="q8").replace("method: q8", "method: int8_weight"))
     result = pytester.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines", "-n", "4",
-                                           "--knowledge-no-cache", "-p", "no:cacheprovider")
+                                           f"--knowledge-cache={shared_cache}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=12)
     assert len(_entries(pytester)) == 12
 

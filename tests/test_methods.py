@@ -1,5 +1,5 @@
 """Every compression method on tiny randomly initialised models: scopes per family,
-effect, determinism, and exact undo through the engine's DenseSnapshot."""
+effect, determinism, and exact undo through the workbench's DenseSnapshot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import transformers as tf
 from torch import nn
 
-from pytest_knowledge.engine import DenseSnapshot
+from pytest_knowledge.workbench import DenseSnapshot
 from pytest_knowledge.errors import KnowledgeError, SuiteError
 from pytest_knowledge.methods import METHODS, CompressionContext, MethodReport
 from pytest_knowledge.methods.scopes import is_conv1d, linear_layers

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_knowledge.engine import DenseSnapshot, Engine
+from pytest_knowledge.engine import Engine
+from pytest_knowledge.workbench import DenseSnapshot
 from pytest_knowledge.methods import METHODS, CompressionContext
 from pytest_knowledge.models import LoadedModel
 from pytest_knowledge.suite import load_suite

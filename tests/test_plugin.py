@@ -1,7 +1,8 @@
 """The plugin end to end through pytester, on the real SmolLM2 with a dozen facts.
 
-The model is loaded once per test process (``models.load`` keeps it), so each inner
-pytest run costs only the evaluation of a few small cases.
+The model is loaded once per test process (``models.load`` keeps it), and every project
+here shares one result cache: the first run computes the three cases, later runs judge
+them against each test's own baselines (the cache itself is tested in test_scale.py).
 """
 
 from __future__ import annotations
@@ -29,9 +30,15 @@ BASELINE = Path("baselines/mini/smollm2-135m.json")
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("knowledge-cache")
+
+
 @pytest.fixture
-def project(pytester: pytest.Pytester, smollm2) -> pytest.Pytester:
+def project(pytester: pytest.Pytester, smollm2, shared_cache: Path) -> pytest.Pytester:
     pytester.makefile(".yaml", suite=SUITE)
+    pytester.makeini(f"[pytest]\nknowledge_cache = {shared_cache}\n")
     return pytester
 
 

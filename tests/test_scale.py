@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,14 +61,27 @@ def test_cache_key_depends_on_everything_that_changes_a_result():
     assert len({key, *variants}) == len(variants) + 1
 
 
+REPORT_IMPORTS = """
+import sys
+
+def pytest_terminal_summary(terminalreporter):
+    loaded = {name: name in sys.modules for name in ("torch", "transformers")}
+    terminalreporter.write_line(f"heavy imports: {loaded}")
+"""
+
+
 def test_rerun_is_served_from_cache_but_a_changed_model_never_is(project, make_tiny_llama, tmp_path):
     source = tmp_path / "model"
     make_tiny_llama(source, seed=0)
     project.makefile(".yaml", suite=GRID.format(source=source))
-    project.runpytest("--knowledge-suite=suite.yaml", "--knowledge-update-baselines").assert_outcomes(passed=CASES)
-    again = project.runpytest("--knowledge-suite=suite.yaml", "--knowledge-results=again.json")
+    project.makeconftest(REPORT_IMPORTS)
+    first = project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines")
+    first.assert_outcomes(passed=CASES)
+    first.stdout.fnmatch_lines(["heavy imports: {'torch': True, 'transformers': True}"])
+    again = project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-results=again.json")
     again.assert_outcomes(passed=CASES)
     assert all(r.from_cache for r in read_results(project.path / "again.json"))
+    again.stdout.fnmatch_lines(["heavy imports: {'torch': False, 'transformers': False}"])  # nothing to compute
     make_tiny_llama(source, seed=1)  # same path and config, different weights
     changed = project.runpytest("--knowledge-suite=suite.yaml", "--knowledge-results=changed.json")
     changed.assert_outcomes(failed=CASES)
@@ -79,18 +93,14 @@ def test_rerun_is_served_from_cache_but_a_changed_model_never_is(project, make_t
     assert bypass.ret == 1
 
 
-def test_update_baselines_under_xdist_records_every_entry(project):
-    result = project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines", "-n", "2",
-                                          "--knowledge-no-cache", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=CASES)
-    assert len(_entries(project)) == CASES
-
-
-def test_outcomes_are_identical_between_one_and_two_workers(project):
+def test_outcomes_are_identical_between_one_and_two_workers_and_all_are_recorded(project):
     project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
                                  "--knowledge-no-cache", "--knowledge-results=one.json")
-    project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines", "-n", "2",
-                                 "--knowledge-no-cache", "--knowledge-results=two.json")
+    shutil.rmtree(project.path / "baselines")  # the two-worker run must write every entry itself
+    two_workers = project.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines", "-n", "2",
+                                               "--knowledge-no-cache", "--knowledge-results=two.json")
+    two_workers.assert_outcomes(passed=CASES)
+    assert len(_entries(project)) == CASES  # every worker's entry written, by the controller
     one = {r.case_id: r.entry["outcomes"] for r in read_results(project.path / "one.json")}
     two = {r.case_id: r.entry["outcomes"] for r in read_results(project.path / "two.json")}
     assert len(one) == CASES and one == two

@@ -7,8 +7,12 @@ can say which examples changed, not only by how much.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata as md
+import platform
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
 from ..models import LoadedModel
@@ -97,3 +101,22 @@ def digest(*parts: object) -> str:
         hasher.update(repr(part).encode())
         hasher.update(b"\0")
     return hasher.hexdigest()[:16]
+
+
+@functools.cache
+def _source_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def inputs_fingerprint(sources: tuple[str, ...], packages: tuple[str, ...], *parts: object) -> str:
+    """Fingerprint of what data generated from installed packages is a function of: the
+    generating modules' source, those packages' versions, the Python version and
+    ``parts`` (the config) — known without generating anything, so it can key a
+    remembered digest of the data itself (see ``memo``)."""
+    versions = []
+    for package in packages:
+        try:
+            versions.append((package, md.version(package)))
+        except md.PackageNotFoundError:
+            versions.append((package, None))
+    return digest([_source_digest(s) for s in sources], versions, platform.python_version(), parts)

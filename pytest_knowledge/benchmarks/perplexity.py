@@ -12,8 +12,6 @@ import math
 import random
 from dataclasses import dataclass
 
-import torch
-
 from ..errors import KnowledgeError
 from ..models import LoadedModel
 from ..wikitext import articles
@@ -86,6 +84,8 @@ class PerplexityBenchmark:
         return ids[: self.config.max_tokens]
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
+        import torch
+
         if loaded.family != "decoder":
             raise KnowledgeError(
                 f"benchmark perplexity: model {loaded.name!r} is an {loaded.family} model; perplexity is defined "

@@ -2,19 +2,21 @@
 
 The function edits the model in place and returns a ``MethodReport``; the engine
 snapshots dense weights before and restores them after, so methods never need to undo
-themselves.
+themselves. Method modules import torch inside their functions, so suites load and
+cached cases are served without importing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 C = TypeVar("C")
 
@@ -91,7 +93,7 @@ class MethodReport:
         return dataclasses.asdict(self)
 
 
-ApplyFn = Callable[[nn.Module, Any, "float | None", CompressionContext], MethodReport]
+ApplyFn = Callable[["nn.Module", Any, "float | None", CompressionContext], MethodReport]
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,24 @@ class Method(Generic[C]):
 METHODS: Registry[Method] = Registry("method")
 
 
+def _without_grad(fn: ApplyFn) -> ApplyFn:
+    """Methods edit weights in place, which autograd forbids on parameters."""
+
+    @functools.wraps(fn)
+    def apply(model: nn.Module, config: Any, ratio: float | None, context: CompressionContext) -> MethodReport:
+        import torch
+
+        with torch.no_grad():
+            return fn(model, config, ratio, context)
+
+    return apply
+
+
 def register_method(name: str, config: type, ratio: RatioSpec | None = None) -> Callable[[ApplyFn], ApplyFn]:
     """Decorator: make ``fn(model, config, ratio, context)`` available as ``name`` in suites."""
 
     def wrap(fn: ApplyFn) -> ApplyFn:
-        METHODS.add(name, Method(name, config, torch.no_grad()(fn), ratio))
+        METHODS.add(name, Method(name, config, _without_grad(fn), ratio))
         return fn
 
     return wrap

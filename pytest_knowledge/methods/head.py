@@ -8,15 +8,14 @@ pruning it leaves the embeddings dense (the engine re-ties them on restore).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
-from torch import nn
-from torch.nn.utils import prune
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import KnowledgeError
 from .base import SPARSITY, CompressionContext, MethodReport, register_method
 from .scopes import head_module, is_conv1d, untie_head
+
+if TYPE_CHECKING:
+    from torch import nn
 
 HeadPruning = Literal["l1_unstructured", "random_unstructured", "random_structured", "ln_structured"]
 STRUCTURED = ("random_structured", "ln_structured")
@@ -35,6 +34,8 @@ class HeadConfig:
 def prune_head_weight(head: nn.Module, config: HeadConfig, ratio: float) -> None:
     """Prune ``head.weight`` in place with torch's pruning function for ``config.kind``,
     then make it permanent so no mask re-parametrisation stays behind."""
+    from torch.nn.utils import prune
+
     dim = 0 if config.axis == "output" else 1
     if is_conv1d(head):
         dim = 1 - dim
@@ -52,6 +53,8 @@ def prune_head_weight(head: nn.Module, config: HeadConfig, ratio: float) -> None
 @register_method("head", HeadConfig, ratio=SPARSITY)
 def head(model: nn.Module, config: HeadConfig, ratio: float | None, context: CompressionContext) -> MethodReport:
     """Prune the output head to ``ratio`` sparsity; the random kinds draw from the case seed."""
+    import torch
+
     assert ratio is not None
     module = head_module(model)
     if module is None:

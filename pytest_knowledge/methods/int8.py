@@ -8,11 +8,13 @@ by default because the paper treats the final layer separately.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .base import CompressionContext, MethodReport, register_method
 from .scopes import Layer, Scope, conv1d_as_linear, linear_layers, parameter_count
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ x86, and on SmolLM2 that breaks a batch of prompts outright (' located' instead 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .base import CompressionContext, MethodReport, register_method
 from .int8 import quantize_layers
 from .scopes import Scope, linear_layers, parameter_count
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)

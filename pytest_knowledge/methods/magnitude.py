@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Iterator
 
 from .base import SPARSITY, CompressionContext, MethodReport, register_method
 from .scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 _CHUNK = 1 << 20  # elements per pass step
 _SAMPLE = 1 << 20  # about this many magnitudes are sampled to bracket the threshold ...
@@ -39,6 +40,8 @@ class _Scratch:
         self._buffers: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def get(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch
+
         key = (chunk.device, chunk.dtype)
         if key not in self._buffers:
             self._buffers[key] = (
@@ -60,6 +63,8 @@ def _chunks(weights: list[torch.Tensor]) -> Iterator[tuple[int, torch.Tensor]]:
 
 
 def _sorted_sample(weights: list[torch.Tensor], total: int) -> torch.Tensor:
+    import torch
+
     spacing = _RUN * max(1, total // _SAMPLE)
     runs = [w.view(-1)[: w.numel() - w.numel() % spacing].view(-1, spacing)[:, :_RUN] for w in weights]
     return torch.cat([run.abs().float().flatten() for run in runs]).sort().values
@@ -67,6 +72,8 @@ def _sorted_sample(weights: list[torch.Tensor], total: int) -> torch.Tensor:
 
 def _count_below_and_collect(weights: list[torch.Tensor], low: float, high: float) -> tuple[int, torch.Tensor]:
     """How many |w| < low, and every |w| in [low, high]."""
+    import torch
+
     scratch = _Scratch()
     below = 0
     inside = []
@@ -83,6 +90,8 @@ def magnitude_threshold(weights: list[torch.Tensor], k: int) -> tuple[float, int
     """The k-th smallest |w| over all tensors (1 <= k <= n), and how many values equal
     to it must go. The sample's quantiles around k/n bracket it; a bracket that misses
     (rare) is widened until it spans everything."""
+    import torch
+
     total = sum(w.numel() for w in weights)
     sample = _sorted_sample(weights, total)
     margin = 6 / math.sqrt(sample.numel()) if sample.numel() else 1.0
@@ -103,6 +112,8 @@ def prune_global_magnitude(weights: list[torch.Tensor], ratio: float) -> list[in
     """Zero exactly round(ratio * n) smallest-magnitude entries in place; ties at the
     threshold are pruned in tensor order then flat index order. Returns the number of
     zeros in each tensor afterwards, counted while its chunks are still in cache."""
+    import torch
+
     total = sum(w.numel() for w in weights)
     k = round(ratio * total)
     if k == 0:

@@ -5,14 +5,17 @@ Sparsity is fixed by the pattern (1 - N/M), so the method takes no ratio.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from dataclasses import dataclass
 
 from ..errors import KnowledgeError
 from .base import CompressionContext, MethodReport, register_method
 from .scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class NMConfig:
 def prune_n_m(rows: torch.Tensor, n: int, m: int) -> None:
     """Zero the m - n smallest |w| of each group of m consecutive entries of every row,
     in place; ``rows`` is (out, in) with ``in`` divisible by m."""
+    import torch
+
     out_features, in_features = rows.shape
     groups = rows.abs().reshape(out_features, in_features // m, m)
     dropped = groups.topk(m - n, dim=-1, largest=False).indices

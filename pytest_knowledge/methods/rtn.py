@@ -6,14 +6,17 @@ weights lie on the quantization grid. Scales are per output channel, or per grou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from dataclasses import dataclass
 
 from ..errors import KnowledgeError
 from .base import BITS, CompressionContext, MethodReport, register_method
 from .scopes import Scope, linear_layers, parameter_count
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Grid:
 
 def round_to_nearest(rows: torch.Tensor, bits: int, symmetric: bool, group_size: int | None) -> Grid:
     """Quantize ``rows`` (out, in) to ``bits`` and dequantize; ``in`` divisible by group_size."""
+    import torch
+
     from torchao.quantization.quant_primitives import (
         MappingType,
         choose_qparams_affine,

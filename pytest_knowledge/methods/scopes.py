@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 
 Scope = Literal["all", "attention", "ffn"]
 
@@ -42,6 +44,8 @@ def is_conv1d(module: nn.Module) -> bool:
 
 
 def is_linear(module: nn.Module) -> bool:
+    from torch import nn
+
     return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
@@ -63,6 +67,8 @@ class Layer:
 
 def head_module(model: nn.Module) -> nn.Module | None:
     """The final dense layer mapping hidden states to the vocabulary (LM head, MLM decoder)."""
+    from torch import nn
+
     getter = getattr(model, "get_output_embeddings", None)
     head = getter() if getter is not None else None
     return head if isinstance(head, nn.Module) and is_linear(head) else None
@@ -81,6 +87,8 @@ def untie_head(model: nn.Module) -> None:
     """Give a head tied to the input embeddings its own copy of the weight, so editing the
     head leaves the embeddings intact. The engine's DenseSnapshot puts the shared parameter
     back afterwards, which re-ties them."""
+    from torch import nn
+
     head = head_module(model)
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if head is not None and embeddings is not None and head.weight is embeddings.weight:
@@ -111,6 +119,8 @@ def linear_layers(model: nn.Module, scope: Scope = "all", include_head: bool = F
 def conv1d_as_linear(model: nn.Module, layers: list[Layer]) -> list[Layer]:
     """Swap GPT-2 Conv1D layers for equivalent ``nn.Linear`` ones, for libraries (torchao)
     that only handle ``nn.Linear``. The engine restores the original modules."""
+    from torch import nn
+
     converted = []
     for layer in layers:
         if not is_conv1d(layer.module):
@@ -131,6 +141,8 @@ def conv1d_as_linear(model: nn.Module, layers: list[Layer]) -> list[Layer]:
 def sparsity_by_scope(layers: list[Layer], zeros: list[int] | None = None) -> tuple[float, dict[str, float]]:
     """Fraction of zero weights overall and per scope, measured on the weights
     (LLM-KICK's ``check_sparsity``) unless the caller counted ``zeros`` per layer already."""
+    import torch
+
     if zeros is None:
         zeros = [layer.module.weight.numel() - int(torch.count_nonzero(layer.module.weight)) for layer in layers]
     zeros_in: dict[str, int] = {}

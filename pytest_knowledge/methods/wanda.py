@@ -10,15 +10,16 @@ reference code instead re-measures each block after pruning the ones before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import KnowledgeError
 from ..wikitext import articles
 from .base import SPARSITY, CompressionContext, MethodReport, register_method
 from .scopes import Layer, Scope, linear_layers, parameter_count, sparsity_by_scope
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ def calibration_inputs(tokenizer: Any, config: WandaConfig) -> list[dict[str, to
 
 def input_norms(model: nn.Module, layers: list[Layer], inputs: list[dict[str, torch.Tensor]], encoder_decoder: bool) -> dict[str, torch.Tensor]:
     """‖X_j‖₂ per input feature of every layer, over all calibration tokens."""
+    import torch
+
     squares = {layer.name: torch.zeros(layer.rows.shape[1], device=layer.rows.device) for layer in layers}
     seen = {layer.name: 0 for layer in layers}
 

@@ -25,7 +25,7 @@ suite: setup
 	$(BIN)/pytest --knowledge-suite
 
 test: setup
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=15
 
 clean:
 	rm -rf $(VENV) .knowledge .pytest_cache

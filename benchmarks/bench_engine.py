@@ -19,7 +19,8 @@ same files.
    pytest reports ("N passed in X s": collection, cases, baselines and reports), and the
    time the cases themselves took (sum of the test call durations). Both runs use the
    installed pytest plugins and Python's default of writing bytecode caches; a
-   collect-only run compiles the package first, as installing it would.
+   collect-only run compiles the package first, as installing it would. Next to them,
+   pytest's own start-up (one empty test, this plugin off) bounds what any rerun can reach.
 3. Workers: the grid with 8+ ratios through pytest with -n 1 and -n 2, no cache.
 4. FLOP/s of probe evaluation: 2 x (parameters in linear layers, the LM head included) x
    (real, unpadded tokens), over the dense evaluation time, next to the FLOP/s of a
@@ -116,6 +117,19 @@ def run_pytest(suite: Path, workdir: Path, *args: str) -> tuple[float, float, fl
     return wall, session, sum(r["seconds"] for r in records)
 
 
+def pytest_floor(workdir: Path, repeats: int = 3) -> float:
+    """Median wall time of pytest running one empty test without this plugin: the start-up
+    every run pays whatever the plugin does."""
+    (workdir / "test_empty.py").write_text("def test_empty():\n    pass\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:knowledge", "test_empty.py"]
+    times = []
+    for _ in range(repeats + 1):  # the first one writes bytecode caches
+        start = time.perf_counter()
+        subprocess.run(command, cwd=workdir, capture_output=True, check=True, env=PYTHON_DEFAULTS)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def one_model_grid(suite_path: Path, model: str, workdir: Path, ratios: list[float] | None = None) -> Path:
     """The suite restricted to ``model`` (and optionally other ratios), written as a new suite file."""
     import yaml
@@ -195,6 +209,9 @@ def main() -> None:
         print(f"2. cache: end to end {cold[0]:.1f} s vs rerun {warm[0]:.1f} s: {cold[0] / warm[0]:.1f}x; "
               f"pytest session {cold[1]:.2f} s vs {warm[1]:.2f} s: {cold[1] / warm[1]:.1f}x; "
               f"cases only {cold[2]:.2f} s vs {warm[2]:.4f} s: {cases_ratio}")
+        floor = pytest_floor(work)
+        print(f"   pytest itself (this environment's plugins, one empty test, no knowledge plugin) {floor:.2f} s: "
+              f"a rerun can be at most {cold[0] / floor:.0f}x faster than the first run here")
 
         if not args.skip_workers:
             grid = one_model_grid(Path(args.suite).resolve(), args.model, work, [r / 20 for r in range(1, 8)])

@@ -20,8 +20,8 @@ from .cache import ResultCache, case_key
 from .devices import compute_kind
 from .errors import KnowledgeError
 from .methods import MethodReport
-from .suite import BenchmarkEntry, Case, ModelEntry
 from .models import source_fingerprint
+from .suite import BenchmarkEntry, Case, ModelEntry
 
 if TYPE_CHECKING:
     from .workbench import Workbench

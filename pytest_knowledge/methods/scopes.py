@@ -85,7 +85,7 @@ def scope_of(name: str) -> str:
 
 def untie_head(model: nn.Module) -> None:
     """Give a head tied to the input embeddings its own copy of the weight, so editing the
-    head leaves the embeddings intact. The engine's DenseSnapshot puts the shared parameter
+    head leaves the embeddings intact. The workbench's DenseSnapshot puts the shared parameter
     back afterwards, which re-ties them."""
     from torch import nn
 

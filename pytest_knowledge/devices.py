@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from typing import Callable
 
 from .errors import KnowledgeError
@@ -49,16 +50,24 @@ def cpu_threads(cores: int, workers: int) -> int:
     return max(1, cores // max(1, workers))
 
 
-def pin_worker(worker_id: str, worker_count: int, devices: list[str], environ: dict[str, str]) -> str | None:
-    """Set this worker's CUDA_VISIBLE_DEVICES (or CPU thread count); returns the device chosen."""
-    import torch
+@dataclass(frozen=True)
+class Pinning:
+    """A worker's share: its device (a CUDA_VISIBLE_DEVICES entry) or, on CPU-only runs, its
+    torch thread count — applied when the worker first computes a case, so a worker whose
+    cases all come from the cache never imports torch."""
 
+    device: str | None
+    threads: int | None
+
+
+def pin_worker(worker_id: str, worker_count: int, devices: list[str], environ: dict[str, str]) -> Pinning:
+    """Set this worker's CUDA_VISIBLE_DEVICES (before anything can initialise CUDA) and say
+    what it got."""
     device = device_for(worker_index(worker_id), devices)
     if device is not None:
         environ["CUDA_VISIBLE_DEVICES"] = device
-    else:
-        torch.set_num_threads(cpu_threads(os.cpu_count() or 1, worker_count))
-    return device
+        return Pinning(device, None)
+    return Pinning(None, cpu_threads(os.cpu_count() or 1, worker_count))
 
 
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")  # NVIDIA, NVIDIA, ROCm

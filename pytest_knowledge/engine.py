@@ -52,9 +52,10 @@ class Engine:
     """Per-process memo of benchmarks and dense results in front of the on-disk result
     cache; the workbench (and torch with it) is created at the first cache miss."""
 
-    def __init__(self, cache: ResultCache | None = None, device: str | None = None):
+    def __init__(self, cache: ResultCache | None = None, device: str | None = None, threads: int | None = None):
         self.cache = cache or ResultCache(Path(), mode="off")
         self.device = device
+        self.threads = threads
         self._workbench: Workbench | None = None
         self._kind: str | None = None
         self._benchmarks: dict[BenchmarkEntry, Benchmark] = {}
@@ -65,7 +66,7 @@ class Engine:
         if self._workbench is None:
             from .workbench import Workbench
 
-            self._workbench = Workbench(self.device)
+            self._workbench = Workbench(self.device, self.threads)
         return self._workbench
 
     @property

@@ -56,6 +56,7 @@ class KnowledgeSession:
         shard = config.getoption("knowledge_shard")
         self.shard = parse_shard(shard) if shard else None
         self.device: str | None = None
+        self.threads: int | None = None
         self.search_resolution: float | None = (
             config.getoption("knowledge_search_resolution") if config.getoption("knowledge_find_max_ratio") else None
         )
@@ -104,7 +105,8 @@ class KnowledgeSession:
         """Pin this worker before any CUDA use: its device, or its share of CPU cores."""
         info = self.config.workerinput  # type: ignore[attr-defined]
         pinned = pin_worker(info["workerid"], int(info["workercount"]), info.get("knowledge_devices", []), os.environ)
-        self.device = "cuda:0" if pinned is not None else None
+        self.device = "cuda:0" if pinned.device is not None else None
+        self.threads = pinned.threads
 
     def use_loadgroup(self) -> None:
         """Under ``-n``, schedule by the groups ``order`` assigns, unless another mode was chosen."""
@@ -151,7 +153,7 @@ class KnowledgeSession:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = Engine(self.cache, self.device)
+            self._engine = Engine(self.cache, self.device, self.threads)
         return self._engine
 
     def run_item(self, item: CaseItem) -> None:

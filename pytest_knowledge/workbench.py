@@ -107,8 +107,10 @@ def combine_reports(reports: list[MethodReport]) -> MethodReport:
 class Workbench:
     """The loaded model of this process and its dense snapshot; compresses, evaluates, restores."""
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, threads: int | None = None):
         self.device = device
+        if threads is not None:
+            torch.set_num_threads(threads)  # this worker's share of the CPU cores
         self._model_key: ModelEntry | None = None
         self._loaded: LoadedModel | None = None
         self._snapshot: DenseSnapshot | None = None

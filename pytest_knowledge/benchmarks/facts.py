@@ -252,10 +252,15 @@ class FactsBenchmark:
     def subjects(self) -> list[str]:
         return self._examples[2]
 
-    def data_fingerprint(self) -> str:
-        """The hash of the clozes, remembered under what they are built from."""
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         inputs = inputs_fingerprint((__file__,), FACT_PACKAGES, self.config)
         return remembered("facts", inputs, lambda: digest(self.clozes))
+
+    def data_fingerprint(self) -> str:
+        """The hash of the clozes, remembered under what they are built from (once per instance:
+        the engine asks for every case)."""
+        return self._fingerprint
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
         predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size)

@@ -202,6 +202,9 @@ class KnowledgeSession:
         return self._run
 
     def on_report(self, report: pytest.TestReport) -> None:
+        """Collect a case's record (controller only: workers' reports reach it over xdist)."""
+        if self.is_worker:
+            return
         for key, value in report.user_properties:
             if key == SEARCH_KEY and report.when == "call":
                 self.searches.append(value)

@@ -39,6 +39,7 @@ class CaseResult:
     seconds: float
     from_cache: bool = False
     agreement: Agreement | None = None
+    device: str = "cpu"  # the device kind that computed it: 'cpu' or 'cuda'
 
 
 def _check_finite(result: BenchmarkResult, case: Case) -> None:
@@ -117,4 +118,4 @@ class Engine:
                 self.cache.put(key, result, report, agreed)
                 cached = False
         _check_finite(result, case)
-        return CaseResult(result, dense, report, fingerprint, data, time.perf_counter() - start, cached, agreed)
+        return CaseResult(result, dense, report, fingerprint, data, time.perf_counter() - start, cached, agreed, kind)

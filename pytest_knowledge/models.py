@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -64,19 +64,20 @@ def _smollm2() -> Weights:
 
 
 def _test_fixture(name: str) -> Callable[[], Weights]:
-    """A tiny model trained here on the built-in facts — a test fixture, not a pretrained model."""
+    """A tiny model trained on the built-in facts and shipped with the package — a test
+    fixture, not a pretrained model."""
 
     def weights() -> Weights:
-        from .fixtures import fixture_dir
+        from .testing import checkpoint_dir
 
-        return Weights(str(fixture_dir(name)))
+        return Weights(str(checkpoint_dir(name)))
 
     return weights
 
 
 BUILTIN_MODELS: dict[str, Callable[[], Weights]] = {
     "smollm2-135m": _smollm2,
-    # Test fixtures (pytest_knowledge/fixtures.py): trained on first use, cached under .knowledge/fixtures.
+    # Test fixtures shipped in pytest_knowledge/testing/checkpoints (recipe: testing/training.py).
     "tiny-bert-facts": _test_fixture("tiny-bert-facts"),
     "tiny-t5-facts": _test_fixture("tiny-t5-facts"),
 }

@@ -171,6 +171,8 @@ class KnowledgeSession:
             item.user_properties.append((f"knowledge_{key}", getattr(record, key)))
         if not record.passed:
             raise KnowledgeFailure(record.message)
+        if record.message:
+            item.warn(pytest.PytestWarning(f"{case.id}: {record.message}"))
 
     def run_search(self, item: SearchItem) -> None:
         """Largest ratio whose result still passes the case's tolerance measured against dense."""

@@ -72,6 +72,7 @@ def baseline_entry(cr: CaseResult) -> dict[str, Any]:
         "extra": dict(sorted(r.extra.items())),
         "fingerprint": cr.fingerprint,
         "data_fingerprint": cr.data_fingerprint,
+        "device": cr.device,
         "method_report": cr.report.to_json() if cr.report else None,
         "versions": describe_versions(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -96,6 +97,16 @@ def _mismatch(case: Case, cr: CaseResult, stored: dict[str, Any]) -> str | None:
         return (f"baseline for {case.id} was measured on different benchmark data "
                 f"({stored['data_fingerprint']} vs {cr.data_fingerprint}); re-record with --knowledge-update-baselines")
     return None
+
+
+def _device_note(stored: dict[str, Any], cr: CaseResult) -> str:
+    """Results from another device kind (bf16 on a GPU, fp32 on a CPU) are not bit-identical,
+    but they measure the same weights: they are compared by the tolerance, and the verdict says so."""
+    recorded = stored.get("device")
+    if recorded is None or recorded == cr.device:
+        return ""
+    return (f"baseline recorded on {recorded}, measured on {cr.device}: compared within the tolerance, "
+            "not expected to match exactly")
 
 
 def _stderr(extra: dict[str, Any], metric: str) -> float | None:
@@ -148,6 +159,7 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
     problem = _mismatch(case, cr, stored)
     if problem:
         return Record(status="fail", message=problem, **common)
+    note = _device_note(stored, cr)
     tol = case.tolerance
     alpha = tol.significance
     vs_baseline = significance(stored, r) if alpha is not None else None
@@ -158,7 +170,7 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
                     or not _significant(vs_dense, alpha))
     if ok_baseline and ok_retention:
         status = "improved" if beyond_improvement(r.value, base_value, tol, r.higher_is_better) else "pass"
-        return Record(status=status, message="", **common)
+        return Record(status=status, message=note, **common)
     reasons = []
     if not ok_baseline:
         reasons.append(f"worse than baseline by {worsening(r.value, base_value, r.higher_is_better):.4f}, "
@@ -187,6 +199,8 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
     if cr.agreement:
         lines.append(f"  vs dense   top-1 agreement {cr.agreement.top1:.3f}, KL {cr.agreement.kl:.4f} nats")
     lines += describe_changes(lost, gained, compared_with)
+    if note:
+        lines.append(f"  device     {note}")
     return Record(status="fail", message="\n".join(lines), **common)
 
 

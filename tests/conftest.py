@@ -6,14 +6,16 @@ import os
 
 import pytest
 
-from pytest_knowledge import fixtures
-from pytest_knowledge.models import CONVERTED_VARIABLE, LoadedModel, converted_root, load
+from pytest_knowledge.models import (
+    CONVERTED_VARIABLE,
+    LoadedModel,
+    converted_root,
+    load,
+)
 
 # pytester runs each test in its own folder with its own HOME, which would move the
-# converted-model folder (~/.cache/pytest-knowledge/models) and the fixture models
-# (.knowledge/fixtures), converting SmolLM2 and training the fixtures again in every run.
+# converted-model folder (~/.cache/pytest-knowledge/models) and convert SmolLM2 again in every run.
 os.environ.setdefault(CONVERTED_VARIABLE, str(converted_root()))
-os.environ.setdefault(fixtures.ROOT_VARIABLE, str(fixtures.fixtures_root()))
 
 
 @pytest.fixture(scope="session")

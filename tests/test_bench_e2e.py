@@ -8,7 +8,6 @@ the models they apply to.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -20,10 +19,9 @@ import lm_eval.evaluator  # noqa: F401
 import lm_eval.models.huggingface  # noqa: F401
 import pytest
 
-from pytest_knowledge import fixtures, models
+from pytest_knowledge import models
 
 DATA = Path(__file__).parent / "data"
-CACHE = os.environ.get(fixtures.ROOT_VARIABLE) or str(Path(__file__).parents[1] / ".knowledge" / "fixtures")
 
 SUITE = """
 name: families
@@ -45,7 +43,6 @@ benchmarks:
 
 
 def test_one_suite_over_every_family_runs_green(pytester, monkeypatch, smollm2):
-    monkeypatch.setenv(fixtures.ROOT_VARIABLE, CACHE)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(models, "_LOADED", dict(models._LOADED))  # keep the shared SmolLM2 cached for later tests

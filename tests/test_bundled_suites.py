@@ -8,20 +8,18 @@ is missing, before any model is loaded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pytest_knowledge import engine, fixtures, models, workbench
+from pytest_knowledge import engine, models, workbench
 from pytest_knowledge.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "suites"
 LAMA = Path(__file__).parent / "data" / "lama"
-FIXTURES = os.environ.get(fixtures.ROOT_VARIABLE) or str(ROOT / ".knowledge" / "fixtures")
 
 # suite file -> (number of cases, some of their ids)
 EXPECTED = {
@@ -163,7 +161,6 @@ def small_copy(name: str, models_: list, benchmarks: list | None = None) -> str:
 
 @pytest.mark.slow
 def test_the_encoder_paper_methods_run_on_an_encoder_with_lama_dir(pytester, monkeypatch):
-    monkeypatch.setenv(fixtures.ROOT_VARIABLE, FIXTURES)
     monkeypatch.setenv("LAMA_DIR", str(LAMA))  # the suite's own ${LAMA_DIR}/TREx, on the test copy of LAMA
     pytester.makefile(".yaml", suite=small_copy("paper-encoders.yaml", ["tiny-bert-facts"]))
     result = pytester.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
@@ -177,7 +174,6 @@ def test_the_encoder_paper_methods_run_on_an_encoder_with_lama_dir(pytester, mon
 
 @pytest.mark.slow
 def test_the_decoder_paper_methods_run_on_a_decoder_and_an_encoder_decoder(pytester, monkeypatch, tiny_llama):
-    monkeypatch.setenv(fixtures.ROOT_VARIABLE, FIXTURES)
     task = [{"name": "yesno", "benchmark": "lm_eval", "task": "knowledge_capitals_yesno", "limit": 4,
              "bootstrap_iters": 0}]
     local = [{"name": "tiny-llama", "source": str(tiny_llama), "family": "decoder"}, "tiny-t5-facts"]

@@ -142,7 +142,6 @@ def environment() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = sys.prefix
     env["HF_HUB_OFFLINE"] = env["HF_DATASETS_OFFLINE"] = "1"
-    env["PYTEST_KNOWLEDGE_FIXTURES"] = str(ROOT / ".knowledge" / "fixtures")  # trained once, shared
     env.pop("PYTEST_ADDOPTS", None)
     return env
 

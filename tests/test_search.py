@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,14 +10,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_knowledge import fixtures
 from pytest_knowledge.cache import ResultCache
 from pytest_knowledge.engine import Engine
 from pytest_knowledge.methods.base import BITS, SPARSITY
 from pytest_knowledge.search import find_max_ratio
 from pytest_knowledge.suite import parse_suite
-
-FIXTURES = Path(__file__).parents[1] / ".knowledge" / "fixtures"
 
 
 def test_grids_run_from_weakest_to_strongest():
@@ -46,7 +42,6 @@ def test_finds_the_last_passing_point_with_few_probes(size, data):
 def test_search_finds_the_measured_knee_of_the_bert_fixture(pytester: pytest.Pytester, monkeypatch):
     """The fixture knows its facts almost perfectly until heavy pruning: the curve is
     measured first at every grid point, then the search must land within one step of its knee."""
-    monkeypatch.setenv(fixtures.ROOT_VARIABLE, os.environ.get(fixtures.ROOT_VARIABLE) or str(FIXTURES))
     suite_text = (
         "name: knee\nmodels: [tiny-bert-facts]\nmethods: [{name: prune, method: magnitude}]\nratios: [0.1]\n"
         "benchmarks: [{name: caps, benchmark: facts, relations: [capital]}]\ntolerance: {default: {abs: 0.1}}\n"

@@ -101,3 +101,25 @@ def test_a_baseline_for_another_metric_is_never_compared():
     record = judge(_case({"abs": 1.0}), cr, stored, update=False, baseline_file="b.json")
     assert record.status == "fail"
     assert "records metric 'acc', but the benchmark now produces 'p_at_1'" in record.message
+
+
+def _judge_on(recorded_on: str, measured_on: str, current: str):
+    stored = {"metric": "p_at_1", "value": 0.5, "n": 20, "higher_is_better": True, "outcomes": BASELINE_OUTCOMES,
+              "fingerprint": "w", "data_fingerprint": "d", "device": recorded_on}
+    cr = CaseResult(_result(current), _result(BASELINE_OUTCOMES), None, "w", "d", 0.0, device=measured_on)
+    return judge(_case({"abs": 0.06}), cr, stored, update=False, baseline_file="b.json")
+
+
+def test_a_baseline_from_another_device_kind_is_compared_by_the_tolerance_and_says_so():
+    """bf16 on a GPU and fp32 on a CPU give slightly different numbers for the same weights:
+    within the tolerance that is a pass (with a note), beyond it a failure — never a refusal."""
+    one_fact_less = "0111111111" + "0000000000"
+    close = _judge_on("cuda", "cpu", one_fact_less)
+    assert close.status == "pass"
+    assert close.message == ("baseline recorded on cuda, measured on cpu: compared within the tolerance, "
+                             "not expected to match exactly")
+    far = _judge_on("cuda", "cpu", REAL)
+    assert far.status == "fail" and "worse than baseline" in far.message
+    assert "baseline recorded on cuda, measured on cpu" in far.message
+    assert _judge_on("cpu", "cpu", one_fact_less).message == ""
+    assert _judge_on("cuda", "cpu", one_fact_less).entry["device"] == "cpu"

@@ -44,11 +44,11 @@ from pathlib import Path
 import torch
 
 from pytest_knowledge.benchmarks.facts import FactsBenchmark
-from pytest_knowledge.cache import ResultCache
-from pytest_knowledge.engine import Engine
-from pytest_knowledge.workbench import Workbench
-from pytest_knowledge.models import _load, converted, load, resolve
-from pytest_knowledge.suite import Case, load_suite
+from pytest_knowledge.engine.cache import ResultCache
+from pytest_knowledge.engine.engine import Engine
+from pytest_knowledge.engine.loading import _load, converted, load, resolve
+from pytest_knowledge.engine.workbench import Workbench
+from pytest_knowledge.suite.parse import Case, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXED_LENGTH = 64

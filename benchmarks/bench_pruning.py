@@ -104,8 +104,8 @@ def main() -> None:
         child(args.child, args.workdir, args.ratio)
         return
 
+    from pytest_knowledge.engine.loading import load
     from pytest_knowledge.methods.scopes import linear_layers
-    from pytest_knowledge.models import load
 
     loaded = load("smollm2-135m", "smollm2-135m")
     model = loaded.model

@@ -20,13 +20,22 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .baselines import BaselineStore
-from .errors import KnowledgeError
-from .history import DEFAULT_WINDOW, HistoryStore, RunInfo, history_url
-from .report import table
-from .report_files import write_report
-from .results import merge, missing_records, update_baselines
-from .suite import load_suite
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.reports.files import write_report
+from pytest_knowledge.reports.table import table
+from pytest_knowledge.stores.baselines import BaselineStore
+from pytest_knowledge.stores.history import (
+    DEFAULT_WINDOW,
+    HistoryStore,
+    RunInfo,
+    history_url,
+)
+from pytest_knowledge.stores.results_file import (
+    merge,
+    missing_records,
+    update_baselines,
+)
+from pytest_knowledge.suite.parse import load_suite
 
 REGRESSION = 1
 USAGE = 2

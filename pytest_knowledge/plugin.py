@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from .errors import KnowledgeError
-from .session import KnowledgeSession
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.run.session import KnowledgeSession
 
 SESSION = pytest.StashKey[KnowledgeSession]()
 
@@ -85,7 +85,7 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if SESSION in config.stash and config.getvalue("dist") == "loadgroup":
-        from .scheduling import ModelGroupScheduling
+        from pytest_knowledge.run.scheduling import ModelGroupScheduling
 
         return ModelGroupScheduling(config, log)
     return None

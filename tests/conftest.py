@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pytest_knowledge.models import (
+from pytest_knowledge.engine.loading import (
     CONVERTED_VARIABLE,
     LoadedModel,
     converted_root,
@@ -34,7 +34,7 @@ def save_tiny_llama(directory, seed: int) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from pytest_knowledge.models import converted, resolve
+    from pytest_knowledge.engine.loading import converted, resolve
 
     tokenizer = AutoTokenizer.from_pretrained(converted(resolve("smollm2-135m")).location)  # not the GGUF: 10 s faster
     torch.manual_seed(seed)

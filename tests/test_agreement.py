@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pytest_knowledge import agreement
-from pytest_knowledge.workbench import DenseSnapshot
+from pytest_knowledge.engine import agreement
+from pytest_knowledge.engine.loading import load
+from pytest_knowledge.engine.workbench import DenseSnapshot
 from pytest_knowledge.methods.magnitude import prune_global_magnitude
 from pytest_knowledge.methods.scopes import linear_layers
-from pytest_knowledge.models import load
 
 
 def test_dense_agrees_with_itself_and_pruning_moves_it(tiny_llama):

@@ -19,7 +19,7 @@ import lm_eval.evaluator  # noqa: F401
 import lm_eval.models.huggingface  # noqa: F401
 import pytest
 
-from pytest_knowledge import models
+from pytest_knowledge.engine import loading as models
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_knowledge.benchmarks.facts import RELATIONS, FactsBenchmark, FactsConfig, relation_facts
-from pytest_knowledge.errors import SuiteError
-from pytest_knowledge.typed import build
+from pytest_knowledge.benchmarks.facts import (
+    RELATIONS,
+    FactsBenchmark,
+    FactsConfig,
+    relation_facts,
+)
+from pytest_knowledge.core.config import build
+from pytest_knowledge.core.errors import SuiteError
 
 BASELINE = Path(__file__).parents[1] / "baselines" / "default" / "smollm2-135m.json"
 DEFAULT_FINGERPRINT = "1588098720a1f5b8"  # recorded in baselines/default before the probe grew relations

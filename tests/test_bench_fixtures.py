@@ -11,12 +11,13 @@ import pytest
 import torch
 import transformers
 
-from pytest_knowledge import models, testing
+from pytest_knowledge import testing
 from pytest_knowledge.benchmarks.facts import FactsBenchmark, FactsConfig
 from pytest_knowledge.benchmarks.lama import LamaBenchmark, LamaConfig
 from pytest_knowledge.benchmarks.lm_eval_tasks import LmEvalBenchmark, LmEvalConfig
-from pytest_knowledge.errors import KnowledgeError
-from pytest_knowledge.scoring import Cloze, cloze_ranks, rank_metrics
+from pytest_knowledge.benchmarks.scoring import Cloze, cloze_ranks, rank_metrics
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine import loading as models
 from pytest_knowledge.testing import __main__ as regenerate
 from pytest_knowledge.testing import training
 

@@ -11,8 +11,8 @@ import pytest
 
 from pytest_knowledge.benchmarks.lama import LamaBenchmark, LamaConfig
 from pytest_knowledge.benchmarks.lama_files import read_lama, read_templates
-from pytest_knowledge.errors import KnowledgeError, SuiteError
-from pytest_knowledge.typed import build
+from pytest_knowledge.core.config import build
+from pytest_knowledge.core.errors import KnowledgeError, SuiteError
 
 DATA = Path(__file__).parent / "data"
 LAMA = DATA / "lama"

@@ -10,10 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_knowledge.benchmarks.lm_eval_tasks import LmEvalBenchmark, LmEvalConfig, _evaluating
-from pytest_knowledge.errors import KnowledgeError, SuiteError
-from pytest_knowledge.models import LoadedModel
-from pytest_knowledge.typed import build
+from pytest_knowledge.benchmarks.lm_eval_tasks import (
+    LmEvalBenchmark,
+    LmEvalConfig,
+    _evaluating,
+)
+from pytest_knowledge.core.config import build
+from pytest_knowledge.core.errors import KnowledgeError, SuiteError
+from pytest_knowledge.engine.loading import LoadedModel
 
 
 @pytest.fixture(autouse=True)

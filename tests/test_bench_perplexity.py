@@ -9,10 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_knowledge.benchmarks.perplexity import PerplexityBenchmark, PerplexityConfig, windows
-from pytest_knowledge.errors import KnowledgeError, SuiteError
-from pytest_knowledge.models import LoadedModel
-from pytest_knowledge.typed import build
+from pytest_knowledge.benchmarks.perplexity import (
+    PerplexityBenchmark,
+    PerplexityConfig,
+    windows,
+)
+from pytest_knowledge.core.config import build
+from pytest_knowledge.core.errors import KnowledgeError, SuiteError
+from pytest_knowledge.engine.loading import LoadedModel
 
 
 class Uniform(nn.Module):

@@ -14,9 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_knowledge.errors import KnowledgeError
-from pytest_knowledge.models import LoadedModel
-from pytest_knowledge.scoring import Cloze, cloze_ranks, grouped_rank_metrics, option_loglikelihoods, rank_metrics
+from pytest_knowledge.benchmarks.scoring import (
+    Cloze,
+    cloze_ranks,
+    grouped_rank_metrics,
+    option_loglikelihoods,
+    rank_metrics,
+)
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine.loading import LoadedModel
 
 WORDS = ["capital", "is", "Paris", "New", "York", "Lyon", "."]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_knowledge import engine, models, workbench
-from pytest_knowledge.suite import load_suite
+from pytest_knowledge.engine import engine, workbench
+from pytest_knowledge.engine import loading as models
+from pytest_knowledge.suite.parse import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "suites"

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from pytest_knowledge.cli import build_parser
-from pytest_knowledge.results import read_results
-from pytest_knowledge.suite import format_ratio, load_suite
+from pytest_knowledge.stores.results_file import read_results
+from pytest_knowledge.suite.parse import format_ratio, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "ci" / "knowledge-gate.sh"

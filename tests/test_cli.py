@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pytest_knowledge.cli import main
-from pytest_knowledge.history import HistoryStore, RunMeta
-from pytest_knowledge.suite import load_suite
-from pytest_knowledge.verdict import Record
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.stores.history import HistoryStore, RunMeta
+from pytest_knowledge.suite.parse import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "suites" / "default.yaml"

@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from pytest_knowledge import devices
-from pytest_knowledge.devices import (
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine import devices
+from pytest_knowledge.engine.devices import (
     Pinning,
     compute_kind,
     cpu_threads,
@@ -19,9 +20,8 @@ from pytest_knowledge.devices import (
     visible_devices,
     worker_index,
 )
-from pytest_knowledge.engine import Engine
-from pytest_knowledge.errors import KnowledgeError
-from pytest_knowledge.models import target_device
+from pytest_knowledge.engine.engine import Engine
+from pytest_knowledge.engine.loading import target_device
 
 
 def test_option_wins_and_must_stay_inside_the_outer_visible_set():
@@ -83,7 +83,7 @@ def test_device_kind_agrees_with_where_models_are_loaded():
 
 
 def test_pinning_a_worker_does_not_import_torch():
-    script = ("import sys; from pytest_knowledge.devices import pin_worker; "
+    script = ("import sys; from pytest_knowledge.engine.devices import pin_worker; "
               "pin_worker('gw0', 2, [], {}); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

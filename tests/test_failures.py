@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_knowledge.storage import write_atomic
+from pytest_knowledge.core.files import write_atomic
 
 FAULTY_METHODS = '''
 import os

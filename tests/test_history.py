@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pytest_knowledge.history import (
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.stores.history import (
     SCHEMA_VERSION,
     HistoryError,
     HistoryStore,
@@ -20,9 +21,8 @@ from pytest_knowledge.history import (
     history_url,
     schema_table,
 )
-from pytest_knowledge.suite import load_suite
-from pytest_knowledge.tolerance import Tolerance
-from pytest_knowledge.verdict import Record
+from pytest_knowledge.suite.parse import load_suite
+from pytest_knowledge.suite.tolerance import Tolerance
 
 DEFAULT_SUITE = Path(__file__).resolve().parents[1] / "suites" / "default.yaml"
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pytest_knowledge.history import HistoryStore, RunMeta
-from pytest_knowledge.tolerance import Tolerance
-from pytest_knowledge.verdict import Record
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.stores.history import HistoryStore, RunMeta
+from pytest_knowledge.suite.tolerance import Tolerance
 
 
 def _server_bin() -> Path | None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pytest_knowledge.history import detect_step
-from pytest_knowledge.tolerance import Tolerance
+from pytest_knowledge.stores.history import detect_step
+from pytest_knowledge.suite.tolerance import Tolerance
 
 values = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 tolerances = st.builds(Tolerance, abs=st.floats(0.0, 0.1), rel=st.floats(0.0, 0.1))

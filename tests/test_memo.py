@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_knowledge import models
 from pytest_knowledge.benchmarks.base import digest
 from pytest_knowledge.benchmarks.facts import FactsBenchmark, FactsConfig
-from pytest_knowledge.memo import cache_home, remembered
+from pytest_knowledge.core.remembered import cache_home, remembered
+from pytest_knowledge.engine import loading as models
 
 
 @pytest.fixture(autouse=True)

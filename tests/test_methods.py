@@ -10,11 +10,11 @@ import torch
 import transformers as tf
 from torch import nn
 
-from pytest_knowledge.workbench import DenseSnapshot
-from pytest_knowledge.errors import KnowledgeError, SuiteError
+from pytest_knowledge.core.config import build
+from pytest_knowledge.core.errors import KnowledgeError, SuiteError
+from pytest_knowledge.engine.workbench import DenseSnapshot
 from pytest_knowledge.methods import METHODS, CompressionContext, MethodReport
 from pytest_knowledge.methods.scopes import is_conv1d, linear_layers
-from pytest_knowledge.typed import build
 
 VOCAB = 256  # the byte-level tokenizer below
 

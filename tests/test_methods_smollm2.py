@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_knowledge.engine import Engine
-from pytest_knowledge.workbench import DenseSnapshot
+from pytest_knowledge.core.config import build
+from pytest_knowledge.engine.engine import Engine
+from pytest_knowledge.engine.loading import LoadedModel
+from pytest_knowledge.engine.workbench import DenseSnapshot
 from pytest_knowledge.methods import METHODS, CompressionContext
-from pytest_knowledge.models import LoadedModel
-from pytest_knowledge.suite import load_suite
-from pytest_knowledge.typed import build
+from pytest_knowledge.suite.parse import load_suite
 
 CAPITALS = {"The capital of France is": " Paris", "The capital of Germany is": " Berlin",
             "The capital of the United Kingdom is": " London"}

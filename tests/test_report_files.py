@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_knowledge.errors import KnowledgeError
-from pytest_knowledge.history import HistoryStore, RunMeta
-from pytest_knowledge.report_files import write_report
-from pytest_knowledge.tolerance import Tolerance
-from pytest_knowledge.verdict import Record
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.reports.files import write_report
+from pytest_knowledge.stores.history import HistoryStore, RunMeta
+from pytest_knowledge.suite.tolerance import Tolerance
 
 DENSE = 0.40
 MAGNITUDE = {0.1: 0.36, 0.2: 0.32, 0.3: 0.05, 0.5: 0.0}

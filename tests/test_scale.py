@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_knowledge.cache import case_key
 from pytest_knowledge.cli import main as cli
-from pytest_knowledge.results import merge, read_results, write_results
-from pytest_knowledge.suite import parse_suite
+from pytest_knowledge.engine.cache import case_key
+from pytest_knowledge.stores.results_file import merge, read_results, write_results
+from pytest_knowledge.suite.parse import parse_suite
 
 GRID = """
 name: scale

@@ -10,11 +10,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_knowledge.cache import ResultCache
-from pytest_knowledge.engine import Engine
+from pytest_knowledge.engine.cache import ResultCache
+from pytest_knowledge.engine.engine import Engine
+from pytest_knowledge.engine.ratio_search import find_max_ratio
 from pytest_knowledge.methods.base import BITS, SPARSITY
-from pytest_knowledge.search import find_max_ratio
-from pytest_knowledge.suite import parse_suite
+from pytest_knowledge.suite.parse import parse_suite
 
 
 def test_grids_run_from_weakest_to_strongest():

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_knowledge.errors import KnowledgeError
-from pytest_knowledge.sharding import MODEL_LOAD_COST, assign_shards, case_cost, parse_shard, worker_groups
-from pytest_knowledge.suite import parse_suite
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.run.sharding import (
+    MODEL_LOAD_COST,
+    assign_shards,
+    case_cost,
+    parse_shard,
+    worker_groups,
+)
+from pytest_knowledge.suite.parse import parse_suite
 
 
 def grid(models: int, ratios: int, benchmarks: int = 1):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_knowledge.stats import mcnemar, z_test
+from pytest_knowledge.gate.significance import mcnemar, z_test
 
 
 def test_mcnemar_by_hand():

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_knowledge.errors import SuiteError
-from pytest_knowledge.suite import format_ratio, load_suite, parse_suite
+from pytest_knowledge.core.errors import SuiteError
+from pytest_knowledge.suite.parse import format_ratio, load_suite, parse_suite
 
 BASE = {
     "models": ["smollm2-135m"],

@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_knowledge.errors import SuiteError
-from pytest_knowledge.suite import parse_suite
+from pytest_knowledge.core.errors import SuiteError
+from pytest_knowledge.suite.parse import parse_suite
 
 scalars = st.none() | st.booleans() | st.integers(-5, 10) | st.floats(allow_nan=True) | st.text(max_size=12)
 names = st.sampled_from(["smollm2-135m", "magnitude", "int8_weight", "facts", "rtn", "nm", "x", "", "dense", "a-b"])

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_knowledge.errors import SuiteError
-from pytest_knowledge.tolerance import (
+from pytest_knowledge.core.errors import SuiteError
+from pytest_knowledge.suite.tolerance import (
     Tolerance,
     TolerancePolicy,
     parse_policy,

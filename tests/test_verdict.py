@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from pytest_knowledge.benchmarks import BenchmarkResult
-from pytest_knowledge.engine import CaseResult
-from pytest_knowledge.suite import parse_suite
-from pytest_knowledge.verdict import judge
+from pytest_knowledge.engine.engine import CaseResult
+from pytest_knowledge.gate.verdict import judge
+from pytest_knowledge.suite.parse import parse_suite
 
 BASELINE_OUTCOMES = "1111111111" + "0000000000"  # 20 facts, 10 known
 

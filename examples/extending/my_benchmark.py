@@ -16,8 +16,8 @@ import torch
 
 from pytest_knowledge.benchmarks import BenchmarkResult, register_benchmark
 from pytest_knowledge.benchmarks.base import digest, encode_outcomes
-from pytest_knowledge.errors import KnowledgeError
-from pytest_knowledge.models import LoadedModel
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ from torch import nn
 
 from pytest_knowledge.methods import CompressionContext, MethodReport, register_method
 from pytest_knowledge.methods.base import SPARSITY
-from pytest_knowledge.methods.scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
+from pytest_knowledge.methods.scopes import (
+    Scope,
+    linear_layers,
+    parameter_count,
+    sparsity_by_scope,
+)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
-from ..models import LoadedModel
-from ..registry import Registry
-from ..scoring import Cloze, Predictions, grouped_rank_metrics
+from pytest_knowledge.api.registry import Registry
+from pytest_knowledge.benchmarks.scoring import Cloze, Predictions, grouped_rank_metrics
+from pytest_knowledge.engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)

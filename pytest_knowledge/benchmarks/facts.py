@@ -20,11 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal
 
-from ..errors import KnowledgeError
-from ..memo import remembered
-from ..models import LoadedModel
-from ..scoring import Cloze, cloze_predictions
-from .base import BenchmarkResult, cloze_result, digest, inputs_fingerprint, register_benchmark
+from pytest_knowledge.benchmarks.base import (
+    BenchmarkResult,
+    cloze_result,
+    digest,
+    inputs_fingerprint,
+    register_benchmark,
+)
+from pytest_knowledge.benchmarks.scoring import Cloze, cloze_predictions
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.remembered import remembered
+from pytest_knowledge.engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,23 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import KnowledgeError
-from ..models import LoadedModel
-from ..scoring import Cloze, cloze_predictions
-from .base import BenchmarkResult, cloze_result, digest, register_benchmark
-from .lama_files import LamaExample, default_templates, read_lama, read_templates, read_vocabulary
-from .paths import data_path, path_problem
+from pytest_knowledge.benchmarks.base import (
+    BenchmarkResult,
+    cloze_result,
+    digest,
+    register_benchmark,
+)
+from pytest_knowledge.benchmarks.lama_files import (
+    LamaExample,
+    default_templates,
+    read_lama,
+    read_templates,
+    read_vocabulary,
+)
+from pytest_knowledge.benchmarks.paths import data_path, path_problem
+from pytest_knowledge.benchmarks.scoring import Cloze, cloze_predictions
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine.loading import LoadedModel
 
 DATA_URL = "https://dl.fbaipublicfiles.com/LAMA/data.zip"
 HOW_TO_GET = (f"The LAMA data: download {DATA_URL} and unzip it; its data/ folder holds relations.jsonl, TREx/, "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import KnowledgeError
+from pytest_knowledge.core.errors import KnowledgeError
 
 MASK = "[MASK]"
 ORIGINAL_FILES = ("TREx/P*.jsonl", "Google_RE/*_test.jsonl", "ConceptNet/test.jsonl", "Squad/test.jsonl")

@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import KnowledgeError
-from ..models import LoadedModel
-from ..typed import closest
-from .base import BenchmarkResult, digest, encode_outcomes, register_benchmark
-from .paths import data_path, path_problem
+from pytest_knowledge.benchmarks.base import (
+    BenchmarkResult,
+    digest,
+    encode_outcomes,
+    register_benchmark,
+)
+from pytest_knowledge.benchmarks.paths import data_path, path_problem
+from pytest_knowledge.core.config import closest
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine.loading import LoadedModel
 
 BUNDLED_TASKS = Path(__file__).resolve().parents[1] / "tasks"
 BACKENDS = {"decoder": "causal", "encoder-decoder": "seq2seq"}

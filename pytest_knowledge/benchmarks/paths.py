@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Literal, Mapping
 
-from ..errors import KnowledgeError
+from pytest_knowledge.core.errors import KnowledgeError
 
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _UNCLOSED = re.compile(r"\$\{(?![A-Za-z_][A-Za-z0-9_]*\})")

@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
-from ..registry import Registry
+from pytest_knowledge.api.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn

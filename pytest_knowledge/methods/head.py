@@ -10,9 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import KnowledgeError
-from .base import SPARSITY, CompressionContext, MethodReport, register_method
-from .scopes import head_module, is_conv1d, untie_head
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.methods.base import (
+    SPARSITY,
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.scopes import head_module, is_conv1d, untie_head
 
 if TYPE_CHECKING:
     from torch import nn

@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import CompressionContext, MethodReport, register_method
-from .scopes import Layer, Scope, conv1d_as_linear, linear_layers, parameter_count
+from pytest_knowledge.methods.base import (
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.scopes import (
+    Layer,
+    Scope,
+    conv1d_as_linear,
+    linear_layers,
+    parameter_count,
+)
 
 if TYPE_CHECKING:
     from torch import nn

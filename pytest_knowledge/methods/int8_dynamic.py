@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .base import CompressionContext, MethodReport, register_method
-from .int8 import quantize_layers
-from .scopes import Scope, linear_layers, parameter_count
+from pytest_knowledge.methods.base import (
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.int8 import quantize_layers
+from pytest_knowledge.methods.scopes import Scope, linear_layers, parameter_count
 
 if TYPE_CHECKING:
     from torch import nn

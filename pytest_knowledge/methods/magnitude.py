@@ -14,8 +14,18 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
-from .base import SPARSITY, CompressionContext, MethodReport, register_method
-from .scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
+from pytest_knowledge.methods.base import (
+    SPARSITY,
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.scopes import (
+    Scope,
+    linear_layers,
+    parameter_count,
+    sparsity_by_scope,
+)
 
 if TYPE_CHECKING:
     import torch

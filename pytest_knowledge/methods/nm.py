@@ -5,13 +5,21 @@ Sparsity is fixed by the pattern (1 - N/M), so the method takes no ratio.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dataclasses import dataclass
-
-from ..errors import KnowledgeError
-from .base import CompressionContext, MethodReport, register_method
-from .scopes import Scope, linear_layers, parameter_count, sparsity_by_scope
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.methods.base import (
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.scopes import (
+    Scope,
+    linear_layers,
+    parameter_count,
+    sparsity_by_scope,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -6,13 +6,17 @@ weights lie on the quantization grid. Scales are per output channel, or per grou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dataclasses import dataclass
-
-from ..errors import KnowledgeError
-from .base import BITS, CompressionContext, MethodReport, register_method
-from .scopes import Scope, linear_layers, parameter_count
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.methods.base import (
+    BITS,
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.scopes import Scope, linear_layers, parameter_count
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +49,6 @@ class Grid:
 def round_to_nearest(rows: torch.Tensor, bits: int, symmetric: bool, group_size: int | None) -> Grid:
     """Quantize ``rows`` (out, in) to ``bits`` and dequantize; ``in`` divisible by group_size."""
     import torch
-
     from torchao.quantization.quant_primitives import (
         MappingType,
         choose_qparams_affine,

@@ -12,10 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KnowledgeError
-from ..wikitext import articles
-from .base import SPARSITY, CompressionContext, MethodReport, register_method
-from .scopes import Layer, Scope, linear_layers, parameter_count, sparsity_by_scope
+from pytest_knowledge.benchmarks.wikitext import articles
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.methods.base import (
+    SPARSITY,
+    CompressionContext,
+    MethodReport,
+    register_method,
+)
+from pytest_knowledge.methods.scopes import (
+    Layer,
+    Scope,
+    linear_layers,
+    parameter_count,
+    sparsity_by_scope,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import KnowledgeError
+from pytest_knowledge.core.errors import KnowledgeError
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 FIXTURE_MODELS = ("tiny-bert-facts", "tiny-t5-facts")

@@ -9,8 +9,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import CHECKPOINTS, FIXTURE_MODELS
-from .training import RECIPES, facts_p_at_1, train, training_facts
+from pytest_knowledge.testing import CHECKPOINTS, FIXTURE_MODELS
+from pytest_knowledge.testing.training import (
+    RECIPES,
+    facts_p_at_1,
+    train,
+    training_facts,
+)
 
 TOLERANCE = 0.03  # P@1 a fresh training on another CPU may differ by (seen: 0.0054)
 

@@ -20,7 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal
 
-from ..benchmarks.facts import RELATIONS, FactsConfig, fill, relation_facts
+from pytest_knowledge.benchmarks.facts import (
+    RELATIONS,
+    FactsConfig,
+    fill,
+    relation_facts,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -208,8 +213,8 @@ def train(recipe: Recipe, facts: list[TrainingFact], directory: Path) -> dict:
 
 def facts_p_at_1(name: str, directory: Path) -> float:
     """P@1 of the fixture in ``directory`` on the facts it was trained on, as the default suite probes them."""
-    from ..benchmarks.facts import FactsBenchmark
-    from ..models import load
+    from pytest_knowledge.benchmarks.facts import FactsBenchmark
+    from pytest_knowledge.engine.loading import load
 
     recipe = RECIPES[name]
     probe = FactsBenchmark(FactsConfig(relations=recipe.relations, min_population=recipe.min_population))

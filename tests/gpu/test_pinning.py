@@ -15,8 +15,8 @@ import os
 import pytest
 import torch
 
-from pytest_knowledge.devices import visible_devices
-from pytest_knowledge.results import read_results
+from pytest_knowledge.engine.devices import visible_devices
+from pytest_knowledge.stores.results_file import read_results
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

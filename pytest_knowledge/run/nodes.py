@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pytest
 
-from .errors import KnowledgeError
-from .suite import Case, Suite
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.suite.parse import Case, Suite
 
 if TYPE_CHECKING:
-    from .session import KnowledgeSession
+    from pytest_knowledge.run.session import KnowledgeSession
 
 
 class KnowledgeFailure(AssertionError):

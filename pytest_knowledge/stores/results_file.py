@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .baselines import BaselineStore
-from .errors import KnowledgeError
-from .storage import dump_json, write_atomic
-from .suite import Suite
-from .verdict import Record, error_record
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.files import dump_json, write_atomic
+from pytest_knowledge.gate.verdict import Record, error_record
+from pytest_knowledge.stores.baselines import BaselineStore
+from pytest_knowledge.suite.parse import Suite
 
 FORMAT = 1
 

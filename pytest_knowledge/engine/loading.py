@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from .errors import KnowledgeError
-from .memo import cache_home, remembered
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.remembered import cache_home, remembered
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +68,7 @@ def _test_fixture(name: str) -> Callable[[], Weights]:
     fixture, not a pretrained model."""
 
     def weights() -> Weights:
-        from .testing import checkpoint_dir
+        from pytest_knowledge.testing import checkpoint_dir
 
         return Weights(str(checkpoint_dir(name)))
 

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .storage import write_atomic
+from pytest_knowledge.core.files import write_atomic
 
 _DIGEST = re.compile(r"[0-9a-f]{16,64}")
 

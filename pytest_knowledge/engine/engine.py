@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .agreement import Agreement
-from .benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
-from .cache import ResultCache, case_key
-from .devices import compute_kind
-from .errors import KnowledgeError
-from .methods import MethodReport
-from .models import source_fingerprint
-from .suite import BenchmarkEntry, Case, ModelEntry
+from pytest_knowledge.benchmarks import BENCHMARKS, Benchmark, BenchmarkResult
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine.agreement import Agreement
+from pytest_knowledge.engine.cache import ResultCache, case_key
+from pytest_knowledge.engine.devices import compute_kind
+from pytest_knowledge.engine.loading import source_fingerprint
+from pytest_knowledge.methods import MethodReport
+from pytest_knowledge.suite.parse import BenchmarkEntry, Case, ModelEntry
 
 if TYPE_CHECKING:
-    from .workbench import Workbench
+    from pytest_knowledge.engine.workbench import Workbench
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Engine:
     @property
     def workbench(self) -> Workbench:
         if self._workbench is None:
-            from .workbench import Workbench
+            from pytest_knowledge.engine.workbench import Workbench
 
             self._workbench = Workbench(self.device, self.threads)
         return self._workbench

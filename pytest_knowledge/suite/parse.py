@@ -15,13 +15,13 @@ from typing import Any
 
 import yaml
 
-from .benchmarks import BENCHMARKS
-from .errors import SuiteError
-from .methods import METHODS, Method
-from .methods.base import RatioSpec
-from .models import DTYPES, FAMILIES
-from .tolerance import Tolerance, TolerancePolicy, parse_policy
-from .typed import build, closest, coerce
+from pytest_knowledge.benchmarks import BENCHMARKS
+from pytest_knowledge.core.config import build, closest, coerce
+from pytest_knowledge.core.errors import SuiteError
+from pytest_knowledge.engine.loading import DTYPES, FAMILIES
+from pytest_knowledge.methods import METHODS, Method
+from pytest_knowledge.methods.base import RatioSpec
+from pytest_knowledge.suite.tolerance import Tolerance, TolerancePolicy, parse_policy
 
 DENSE = "dense"
 SUITE_KEYS = ("name", "description", "models", "methods", "ratios", "benchmarks", "tolerance")

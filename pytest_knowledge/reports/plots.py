@@ -15,9 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .history import FAILING, CaseSeries, Step
-from .suite import DENSE, format_ratio
-from .verdict import Record
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.stores.history import FAILING, CaseSeries, Step
+from pytest_knowledge.suite.parse import DENSE, format_ratio
 
 DPI = 100
 FAILED_STYLE: dict[str, Any] = dict(marker="x", color="#d62728", markersize=10, markeredgewidth=2.5, linestyle="none",

@@ -15,12 +15,17 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .errors import KnowledgeError
-from .history import DEFAULT_WINDOW, CaseSeries, HistoryStore, Step
-from .report import HEADERS, rows
-from .storage import write_atomic
-from .suite import DENSE
-from .verdict import Record
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.files import write_atomic
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.reports.table import HEADERS, rows
+from pytest_knowledge.stores.history import (
+    DEFAULT_WINDOW,
+    CaseSeries,
+    HistoryStore,
+    Step,
+)
+from pytest_knowledge.suite.parse import DENSE
 
 HISTORY_RUNS = 30  # runs shown per case; older ones stay in the store
 ATTENTION_HEADERS = ("case", "verdict", "metric", "dense", "baseline", "current", "delta", "retention")
@@ -153,7 +158,10 @@ def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: 
         parts.append(f"<h3>Stepping down over recent runs</h3><p>The median of the last runs is worse than the "
                      f"median of the {DEFAULT_WINDOW} runs before them by more than the case's tolerance.</p>")
         parts.append(_table(DRIFT_HEADERS, (_drift_row(s, step) for s, step in drifting)))
-    from .plots import benchmark_figure, history_figure  # matplotlib only when a report is drawn
+    from pytest_knowledge.reports.plots import (  # matplotlib only when a report is drawn
+        benchmark_figure,
+        history_figure,
+    )
 
     parts.append("<h2>Metric and retention versus ratio</h2>")
     for benchmark_records in _benchmark_groups(ordered):

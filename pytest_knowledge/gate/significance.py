@@ -36,7 +36,9 @@ def mcnemar(reference: str, current: str, confidence: float = 0.95) -> Significa
     lost = sum(r == "1" and c == "0" for r, c in zip(reference, current))
     gained = sum(r == "0" and c == "1" for r, c in zip(reference, current))
     n = len(reference)
-    from scipy import stats  # imported here: a second of start-up that most runs never need
+    from scipy import (
+        stats,  # imported here: a second of start-up that most runs never need
+    )
 
     p = stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue if lost + gained else 1.0
     delta = (gained - lost) / n

@@ -13,13 +13,13 @@ import random
 import torch
 from torch import nn
 
-from . import agreement
-from .agreement import Agreement
-from .benchmarks import Benchmark, BenchmarkResult
-from .errors import KnowledgeError
-from .methods import CompressionContext, MethodReport
-from .models import LoadedModel, load
-from .suite import BenchmarkEntry, Case, ModelEntry
+from pytest_knowledge.benchmarks import Benchmark, BenchmarkResult
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine import agreement
+from pytest_knowledge.engine.agreement import Agreement
+from pytest_knowledge.engine.loading import LoadedModel, load
+from pytest_knowledge.methods import CompressionContext, MethodReport
+from pytest_knowledge.suite.parse import BenchmarkEntry, Case, ModelEntry
 
 
 class DenseSnapshot:

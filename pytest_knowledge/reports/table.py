@@ -8,9 +8,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .storage import dump_json, write_atomic
-from .suite import format_ratio
-from .verdict import Record
+from pytest_knowledge.core.files import dump_json, write_atomic
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.suite.parse import format_ratio
 
 HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "p", "agree/KL", "verdict", "from")
 

@@ -17,21 +17,26 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from .baselines import BaselineStore
-from .cache import ResultCache
-from .devices import cuda_count, pin_worker, visible_devices
-from .engine import Engine
-from .history import HistoryStore, RunMeta, RunWriter, history_url
-from .errors import KnowledgeError
-from .nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
-from .report import export_facts, table
-from .report_files import write_report
-from .results import update_baselines, write_results
-from .search import find_max_ratio
-from .sharding import assign_shards, parse_shard, worker_groups
-from .suite import Suite, load_suite, suite_files
-from .tolerance import retention_ok, within_baseline
-from .verdict import Record, error_record, judge
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.engine.cache import ResultCache
+from pytest_knowledge.engine.devices import cuda_count, pin_worker, visible_devices
+from pytest_knowledge.engine.engine import Engine
+from pytest_knowledge.engine.ratio_search import find_max_ratio
+from pytest_knowledge.gate.verdict import Record, error_record, judge
+from pytest_knowledge.reports.files import write_report
+from pytest_knowledge.reports.table import export_facts, table
+from pytest_knowledge.run.nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
+from pytest_knowledge.run.sharding import assign_shards, parse_shard, worker_groups
+from pytest_knowledge.stores.baselines import BaselineStore
+from pytest_knowledge.stores.history import (
+    HistoryStore,
+    RunMeta,
+    RunWriter,
+    history_url,
+)
+from pytest_knowledge.stores.results_file import update_baselines, write_results
+from pytest_knowledge.suite.parse import Suite, load_suite, suite_files
+from pytest_knowledge.suite.tolerance import retention_ok, within_baseline
 
 DEFAULT_SUITE = Path("suites") / "default.yaml"
 RECORD_KEY = "knowledge_record"

@@ -27,11 +27,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .errors import KnowledgeError
-from .suite import Suite
-from .tolerance import EPSILON, Tolerance, worsening
-from .verdict import Record
-from .versions import describe_versions
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.versions import describe_versions
+from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.suite.parse import Suite
+from pytest_knowledge.suite.tolerance import EPSILON, Tolerance, worsening
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".knowledge") / "history.db"

@@ -11,14 +11,20 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .stats import Significance, mcnemar, z_test
-from .tolerance import beyond_improvement, retention, retention_ok, within_baseline, worsening
-from .versions import describe_versions
+from pytest_knowledge.core.versions import describe_versions
+from pytest_knowledge.gate.significance import Significance, mcnemar, z_test
+from pytest_knowledge.suite.tolerance import (
+    beyond_improvement,
+    retention,
+    retention_ok,
+    within_baseline,
+    worsening,
+)
 
 if TYPE_CHECKING:
-    from .benchmarks import BenchmarkResult
-    from .engine import CaseResult
-    from .suite import Case
+    from pytest_knowledge.benchmarks import BenchmarkResult
+    from pytest_knowledge.engine.engine import CaseResult
+    from pytest_knowledge.suite.parse import Case
 PASSING = ("pass", "improved", "new", "updated", "unchanged")
 SHOWN_FACTS = 10
 

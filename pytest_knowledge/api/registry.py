@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
-from .errors import SuiteError
-from .typed import closest
+from pytest_knowledge.core.config import closest
+from pytest_knowledge.core.errors import SuiteError
 
 E = TypeVar("E")
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import KnowledgeError
+from pytest_knowledge.core.errors import KnowledgeError
 
 
 def visible_devices(option: str | None, environ: dict[str, str], count: Callable[[], int]) -> list[str]:

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import __version__
-from .agreement import Agreement
-from .benchmarks import BenchmarkResult
-from .benchmarks.base import digest
-from .methods import MethodReport
-from .storage import dump_json, write_atomic
-from .suite import Case
-from .typed import to_plain
-from .versions import describe_versions
+from pytest_knowledge import __version__
+from pytest_knowledge.benchmarks import BenchmarkResult
+from pytest_knowledge.benchmarks.base import digest
+from pytest_knowledge.core.config import to_plain
+from pytest_knowledge.core.files import dump_json, write_atomic
+from pytest_knowledge.core.versions import describe_versions
+from pytest_knowledge.engine.agreement import Agreement
+from pytest_knowledge.methods import MethodReport
+from pytest_knowledge.suite.parse import Case
 
 CacheMode = Literal["use", "refresh", "off"]
 FORMAT = 2

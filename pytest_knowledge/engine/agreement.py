@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from .models import LoadedModel
-from .scoring import length_batches, pad_rows
-from .wikitext import articles
+from pytest_knowledge.benchmarks.scoring import length_batches, pad_rows
+from pytest_knowledge.benchmarks.wikitext import articles
+from pytest_knowledge.engine.loading import LoadedModel
 
 if TYPE_CHECKING:
     import torch

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import BaselineError
-from .storage import dump_json, write_atomic
+from pytest_knowledge.core.errors import BaselineError
+from pytest_knowledge.core.files import dump_json, write_atomic
 
 FORMAT = 1
 REQUIRED = ("metric", "value", "n", "higher_is_better", "fingerprint")

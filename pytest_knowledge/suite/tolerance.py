@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .errors import SuiteError
-from .typed import build
+from pytest_knowledge.core.config import build
+from pytest_knowledge.core.errors import SuiteError
 
 EPSILON = 1e-12
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import KnowledgeError
-from .suite import Case
+from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.suite.parse import Case
 
 MODEL_LOAD_COST = 4.0  # in units of one case's evaluation
 

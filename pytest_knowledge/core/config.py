@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from .errors import SuiteError
+from pytest_knowledge.core.errors import SuiteError
 
 T = TypeVar("T")
 

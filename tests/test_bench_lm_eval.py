@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.lm_eval_tasks import (
     LmEvalBenchmark,
     LmEvalConfig,
@@ -17,7 +18,6 @@ from pytest_knowledge.benchmarks.lm_eval_tasks import (
 )
 from pytest_knowledge.core.config import build
 from pytest_knowledge.core.errors import KnowledgeError, SuiteError
-from pytest_knowledge.engine.loading import LoadedModel
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.perplexity import (
     PerplexityBenchmark,
     PerplexityConfig,
@@ -16,7 +17,6 @@ from pytest_knowledge.benchmarks.perplexity import (
 )
 from pytest_knowledge.core.config import build
 from pytest_knowledge.core.errors import KnowledgeError, SuiteError
-from pytest_knowledge.engine.loading import LoadedModel
 
 
 class Uniform(nn.Module):

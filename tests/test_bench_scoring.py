@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.scoring import (
     Cloze,
     cloze_ranks,
@@ -22,7 +23,6 @@ from pytest_knowledge.benchmarks.scoring import (
     rank_metrics,
 )
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.engine.loading import LoadedModel
 
 WORDS = ["capital", "is", "Paris", "New", "York", "Lyon", "."]
 

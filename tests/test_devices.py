@@ -60,7 +60,7 @@ def test_pinning_sets_the_workers_visible_device_or_its_thread_count():
 def test_a_cpu_workers_thread_count_is_applied_when_it_first_computes():
     before = torch.get_num_threads()
     try:
-        Engine(threads=1).workbench
+        assert Engine(threads=1).workbench is not None
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

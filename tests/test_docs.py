@@ -221,7 +221,7 @@ def test_code_shown_from_a_file_is_that_file() -> None:
     """A fenced block whose first line is ``# examples/...`` shows that file, verbatim."""
     shown = 0
     for doc in DOCS:
-        for language, first, body in fenced_blocks(doc.read_text(encoding="utf-8")):
+        for _language, first, body in fenced_blocks(doc.read_text(encoding="utf-8")):
             head, _, rest = body.partition("\n")
             match = re.fullmatch(r"# (examples/\S+)", head)
             if match:

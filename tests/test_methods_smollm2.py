@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.core.config import build
 from pytest_knowledge.engine.engine import Engine
-from pytest_knowledge.engine.loading import LoadedModel
 from pytest_knowledge.engine.workbench import DenseSnapshot
 from pytest_knowledge.methods import METHODS, CompressionContext
 from pytest_knowledge.suite.parse import load_suite

@@ -10,8 +10,9 @@ import pytest
 import transformers
 from safetensors import safe_open
 
+from pytest_knowledge.api.models import Weights
 from pytest_knowledge.engine import loading as models
-from pytest_knowledge.engine.loading import Weights, converted, converted_root, resolve
+from pytest_knowledge.engine.loading import converted, converted_root, resolve
 
 
 def test_converted_weights_equal_the_gguf_tensors(smollm2) -> None:

@@ -59,6 +59,6 @@ def test_search_finds_the_measured_knee_of_the_bert_fixture(pytester: pytest.Pyt
     result = pytester.runpytest("--knowledge-suite=suite.yaml", "--knowledge-find-max-ratio",
                                 "--knowledge-search-resolution=0.1", "-k", "max_ratio")
     result.assert_outcomes(passed=1, deselected=2)
-    line = next(l for l in result.outlines if l.startswith("tiny-bert-facts  prune"))
+    line = next(out for out in result.outlines if out.startswith("tiny-bert-facts  prune"))
     found = float(line.split()[3])
     assert abs(found - knee) <= 0.1 + 1e-9, (found, knee, values)

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pytest_knowledge.benchmarks import BenchmarkResult, register_benchmark
-from pytest_knowledge.benchmarks.base import digest, encode_outcomes
-from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.engine.loading import LoadedModel
+from pytest_knowledge import BenchmarkResult, KnowledgeError, LoadedModel, digest, encode_outcomes, register_benchmark
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pytest_knowledge.methods import CompressionContext, MethodReport, register_method
-from pytest_knowledge.methods.base import SPARSITY
-from pytest_knowledge.methods.scopes import (
+from pytest_knowledge import (
+    SPARSITY,
+    CompressionContext,
+    MethodReport,
     Scope,
     linear_layers,
     parameter_count,
+    register_method,
     sparsity_by_scope,
 )
 

@@ -7,17 +7,15 @@ can say which examples changed, not only by how much.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.metadata as md
 import platform
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.api.registry import Registry
 from pytest_knowledge.benchmarks.scoring import Cloze, Predictions, grouped_rank_metrics
-from pytest_knowledge.engine.loading import LoadedModel
+from pytest_knowledge.core.fingerprints import digest, file_sha256
 
 
 @dataclass(frozen=True)
@@ -95,19 +93,6 @@ def register_benchmark(name: str, config: type) -> Callable[[type], type]:
     return wrap
 
 
-def digest(*parts: object) -> str:
-    hasher = hashlib.sha256()
-    for part in parts:
-        hasher.update(repr(part).encode())
-        hasher.update(b"\0")
-    return hasher.hexdigest()[:16]
-
-
-@functools.cache
-def _source_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def inputs_fingerprint(sources: tuple[str, ...], packages: tuple[str, ...], *parts: object) -> str:
     """Fingerprint of what data generated from installed packages is a function of: the
     generating modules' source, those packages' versions, the Python version and
@@ -119,4 +104,4 @@ def inputs_fingerprint(sources: tuple[str, ...], packages: tuple[str, ...], *par
             versions.append((package, md.version(package)))
         except md.PackageNotFoundError:
             versions.append((package, None))
-    return digest([_source_digest(s) for s in sources], versions, platform.python_version(), parts)
+    return digest([file_sha256(s) for s in sources], versions, platform.python_version(), parts)

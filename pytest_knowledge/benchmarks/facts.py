@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.base import (
     BenchmarkResult,
     cloze_result,
@@ -30,7 +31,6 @@ from pytest_knowledge.benchmarks.base import (
 from pytest_knowledge.benchmarks.scoring import Cloze, cloze_predictions
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.remembered import remembered
-from pytest_knowledge.engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.base import (
     BenchmarkResult,
     cloze_result,
@@ -34,7 +35,6 @@ from pytest_knowledge.benchmarks.lama_files import (
 from pytest_knowledge.benchmarks.paths import data_path, path_problem
 from pytest_knowledge.benchmarks.scoring import Cloze, cloze_predictions
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.engine.loading import LoadedModel
 
 DATA_URL = "https://dl.fbaipublicfiles.com/LAMA/data.zip"
 HOW_TO_GET = (f"The LAMA data: download {DATA_URL} and unzip it; its data/ folder holds relations.jsonl, TREx/, "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.base import (
     BenchmarkResult,
     digest,
@@ -26,7 +27,6 @@ from pytest_knowledge.benchmarks.base import (
 from pytest_knowledge.benchmarks.paths import data_path, path_problem
 from pytest_knowledge.core.config import closest
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.engine.loading import LoadedModel
 
 BUNDLED_TASKS = Path(__file__).resolve().parents[1] / "tasks"
 BACKENDS = {"decoder": "causal", "encoder-decoder": "seq2seq"}

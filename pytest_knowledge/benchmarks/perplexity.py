@@ -2,7 +2,7 @@
 
 Compression that erases knowledge usually shows up here first as a rise in perplexity,
 and unlike a cloze probe it needs no templates. Text: the articles of
-``pytest_knowledge.benchmarks.wikitext`` in a seeded order, joined by blank lines; each model
+``pytest_knowledge.data.wikitext`` in a seeded order, joined by blank lines; each model
 scores the first ``max_tokens`` tokens of it. Lower is better.
 """
 
@@ -12,10 +12,10 @@ import math
 import random
 from dataclasses import dataclass
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.base import BenchmarkResult, digest, register_benchmark
-from pytest_knowledge.benchmarks.wikitext import articles
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.engine.loading import LoadedModel
+from pytest_knowledge.data.wikitext import articles
 
 CHARS_PER_TOKEN_BOUND = 8  # text is cut at this many characters per budgeted token, before tokenizing
 

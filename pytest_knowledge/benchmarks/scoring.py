@@ -16,8 +16,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.engine.loading import LoadedModel
 
 if TYPE_CHECKING:
     import torch

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.scoring import length_batches, pad_rows
-from pytest_knowledge.benchmarks.wikitext import articles
-from pytest_knowledge.engine.loading import LoadedModel
+from pytest_knowledge.data.wikitext import articles
 
 if TYPE_CHECKING:
     import torch

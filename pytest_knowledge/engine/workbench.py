@@ -13,11 +13,12 @@ import random
 import torch
 from torch import nn
 
+from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks import Benchmark, BenchmarkResult
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.engine import agreement
 from pytest_knowledge.engine.agreement import Agreement
-from pytest_knowledge.engine.loading import LoadedModel, load
+from pytest_knowledge.engine.loading import load
 from pytest_knowledge.methods import CompressionContext, MethodReport
 from pytest_knowledge.suite.parse import BenchmarkEntry, Case, ModelEntry
 

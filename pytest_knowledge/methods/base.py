@@ -104,6 +104,7 @@ class Method(Generic[C]):
     config: type[C]
     apply: ApplyFn
     ratio: RatioSpec | None
+    version: str = "1"  # bump when results change in a way the source digest cannot see (a dependency's behaviour)
 
 
 METHODS: Registry[Method] = Registry("method")
@@ -122,11 +123,12 @@ def _without_grad(fn: ApplyFn) -> ApplyFn:
     return apply
 
 
-def register_method(name: str, config: type, ratio: RatioSpec | None = None) -> Callable[[ApplyFn], ApplyFn]:
+def register_method(name: str, config: type, ratio: RatioSpec | None = None,
+                    version: str = "1") -> Callable[[ApplyFn], ApplyFn]:
     """Decorator: make ``fn(model, config, ratio, context)`` available as ``name`` in suites."""
 
     def wrap(fn: ApplyFn) -> ApplyFn:
-        METHODS.add(name, Method(name, config, _without_grad(fn), ratio))
+        METHODS.add(name, Method(name, config, _without_grad(fn), ratio, version))
         return fn
 
     return wrap

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_knowledge.benchmarks.wikitext import articles
 from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.data.wikitext import articles
 from pytest_knowledge.methods.base import (
     SPARSITY,
     CompressionContext,

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import pytest
 
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.suite.parse import Case, Suite
 
-if TYPE_CHECKING:
-    from pytest_knowledge.run.session import KnowledgeSession
+
+class CaseRunner(Protocol):
+    """What the nodes need from the session that collected them (``KnowledgeSession``)."""
+
+    search_resolution: float | None
+
+    def run_item(self, item: CaseItem) -> None: ...
+
+    def run_search(self, item: SearchItem) -> None: ...
 
 
 class KnowledgeFailure(AssertionError):
@@ -19,7 +26,7 @@ class KnowledgeFailure(AssertionError):
 
 class SuiteFile(pytest.File):
     suite: Suite
-    knowledge: "KnowledgeSession"
+    knowledge: CaseRunner
 
     def collect(self) -> Iterable[pytest.Item]:
         for case in self.suite.cases():

@@ -46,12 +46,10 @@ def assign_shards(cases: list[Case], count: int) -> list[int]:
     order = sorted(range(len(cases)), key=lambda i: (cases[i].model.source, -case_cost(cases[i]), cases[i].id))
     for i in order:
         case = cases[i]
-
-        def cost(s: int) -> float:
-            return loads[s] + case_cost(case) + (0 if case.model.source in models[s] else MODEL_LOAD_COST)
-
-        best = min(range(count), key=lambda s: (cost(s), s))
-        loads[best] = cost(best)
+        costs = [loads[s] + case_cost(case) + (0 if case.model.source in models[s] else MODEL_LOAD_COST)
+                 for s in range(count)]
+        best = min(range(count), key=lambda s: (costs[s], s))
+        loads[best] = costs[best]
         models[best].add(case.model.source)
         shard_of[i] = best
     return shard_of

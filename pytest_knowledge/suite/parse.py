@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
+from pytest_knowledge.api.models import DTYPES, FAMILIES
 from pytest_knowledge.benchmarks import BENCHMARKS
 from pytest_knowledge.core.config import build, closest, coerce
 from pytest_knowledge.core.errors import SuiteError
-from pytest_knowledge.engine.loading import DTYPES, FAMILIES
 from pytest_knowledge.methods import METHODS, Method
 from pytest_knowledge.methods.base import RatioSpec
 from pytest_knowledge.suite.tolerance import Tolerance, TolerancePolicy, parse_policy

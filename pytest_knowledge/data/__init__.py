@@ -1,0 +1,1 @@
+"""Text and fact data that methods (calibration) and benchmarks (probes) both read."""

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # tests start many pytest processes, and each would compile the package again otherwise.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup suite test clean
+.PHONY: setup suite test test-fast clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ suite: setup
 
 test: setup
 	$(BIN)/pytest tests --durations=15
+
+# The lane to run while working: everything not marked slow (no SmolLM2, no pytest subprocesses).
+test-fast: setup
+	$(BIN)/pytest tests -m "not slow" --durations=10
 
 clean:
 	rm -rf $(VENV) .knowledge .pytest_cache

@@ -24,6 +24,7 @@ _PUBLIC = {
     "linear_layers": "pytest_knowledge.methods.scopes",
     "parameter_count": "pytest_knowledge.methods.scopes",
     "sparsity_by_scope": "pytest_knowledge.methods.scopes",
+    "pruning_report": "pytest_knowledge.methods.scopes",
     # benchmarks
     "register_benchmark": "pytest_knowledge.benchmarks.base",
     "BenchmarkResult": "pytest_knowledge.benchmarks.base",

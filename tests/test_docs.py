@@ -34,6 +34,10 @@ COMMAND_WORDS = ("pytest", "pytest-knowledge", "make", "pip", "python", "git", "
 
 NOT_RUNNABLE = {
     "make test": "runs the project's whole test suite, this test included",
+    "make test-fast": "runs the project's unit tests, this test file included",
+    "python -m pytest_knowledge.testing": "rewrites the shipped fixture checkpoints; the --check form is tested",
+    "python -m pytest_knowledge.testing --check":
+        "trains both fixtures again; tests/test_bench_fixtures.py runs the same check",
     "pytest tests/gpu": "part of the project's test suite, which runs it (make test)",
     'pip install "psycopg[binary]"': "installs a package (no network here); the driver ships with the plugin's dependencies",
     "python benchmarks/bench_pruning.py": "a timing benchmark that takes minutes; tests/test_methods.py checks the pruning",

@@ -11,7 +11,7 @@ import transformers as tf
 from torch import nn
 
 from pytest_knowledge.core.config import build
-from pytest_knowledge.core.errors import KnowledgeError, SuiteError
+from pytest_knowledge.core.errors import KnowledgeError, SuiteError, Unavailable
 from pytest_knowledge.engine.workbench import DenseSnapshot
 from pytest_knowledge.methods import METHODS, CompressionContext, MethodReport
 from pytest_knowledge.methods.scopes import is_conv1d, linear_layers
@@ -119,6 +119,9 @@ EVERY_METHOD = [
     ("int8_weight", {"scope": "ffn"}, None),
     ("rtn", {}, 4),
     ("rtn", {"symmetric": False, "group_size": 16, "include_head": True}, 2),
+    ("torchao", {"scheme": "int4_weight", "group_size": 16}, None),
+    ("torchao", {"scheme": "int8_dynamic_int4", "group_size": 16}, None),
+    ("torchao", {"scheme": "float8_weight"}, None),
 ]
 
 
@@ -209,7 +212,23 @@ def test_nm_rejects_layers_whose_inputs_do_not_split_into_groups() -> None:
         compress(model, kind, "nm", {"n": 2, "m": 5}, None)
 
 
+def test_torchao_schemes_this_cpu_cannot_run_are_unavailable_not_failed() -> None:
+    model, kind = tiny("llama")
+    with pytest.raises(Unavailable, match="float8_dynamic needs a GPU of compute capability 8.9"):
+        compress(model, kind, "torchao", {"scheme": "float8_dynamic"}, None)
+    with pytest.raises(KnowledgeError, match="not divisible by group_size 32"):
+        compress(model, kind, "torchao", {"scheme": "int4_weight", "group_size": 32}, None)
+
+
+def test_torchao_int4_reports_the_config_it_used() -> None:
+    model, kind = tiny("llama")
+    report = compress(model, kind, "torchao", {"scheme": "int4_weight", "group_size": 16}, None)
+    assert report.bits == 4 and report.details.startswith("IntxWeightOnlyConfig(int4), 14 layers")
+
+
 @pytest.mark.parametrize(("method", "params", "expected"), [
+    ("torchao", {"scheme": "int3_weight"}, "one of 'int4_weight'"),
+    ("torchao", {"group_size": 48}, "one of 16, 32"),
     ("nm", {"n": 4, "m": 4}, "0 < n < m"),
     ("rtn", {"group_size": 0}, "group_size >= 1"),
     ("wanda", {"samples": 0}, "samples >= 1"),

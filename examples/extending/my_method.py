@@ -17,9 +17,8 @@ from pytest_knowledge import (
     MethodReport,
     Scope,
     linear_layers,
-    parameter_count,
+    pruning_report,
     register_method,
-    sparsity_by_scope,
 )
 
 
@@ -42,10 +41,4 @@ def random_prune(model: nn.Module, config: RandomConfig, ratio: float | None,
         weight = layer.module.weight
         keep = torch.rand(weight.shape, generator=generator) >= ratio
         weight.mul_(keep.to(device=weight.device, dtype=weight.dtype))
-    sparsity, by_scope = sparsity_by_scope(layers)
-    return MethodReport(
-        touched_parameters=parameter_count(layers),
-        sparsity=sparsity,
-        sparsity_by_scope=by_scope,
-        details=f"{len(layers)} layers, scope {config.scope}",
-    )
+    return pruning_report(layers, f"{len(layers)} layers, scope {config.scope}")

@@ -36,3 +36,8 @@ class SuiteError(KnowledgeError):
 
 class BaselineError(KnowledgeError):
     """A baseline file that is unreadable or does not match the case it is used for."""
+
+
+class Unavailable(KnowledgeError):
+    """A case this machine cannot run (a kernel that needs a GPU, say): skipped with the reason,
+    never failed and never passed."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -34,3 +36,23 @@ def _umask() -> int:
 def dump_json(data: Any) -> str:
     """The project's JSON style: sorted keys, two-space indent, trailing newline (diff-friendly)."""
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@contextlib.contextmanager
+def folder_atomic(target: Path, replace: bool = False) -> Iterator[Path]:
+    """A scratch folder next to ``target`` to fill; renamed into place when the block ends without
+    an error, so ``target`` exists only complete. Without ``replace``, a ``target`` another process
+    created first wins (its content is the same by construction: the name is a content hash)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield scratch
+        if replace:
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(scratch, target)
+        except OSError:
+            if replace or not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -11,14 +11,13 @@ import functools
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_knowledge.api.models import MODELS, Family, LoadedModel, Weights
 from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.files import folder_atomic
 from pytest_knowledge.core.remembered import cache_home, remembered
 
 if TYPE_CHECKING:
@@ -184,9 +183,7 @@ def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
         config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location, **kwargs)
         model = _auto_class(detect_family(config)).from_pretrained(weights.location, dtype=torch.float32, **kwargs)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
+        with folder_atomic(target) as scratch:
             tokenizer.save_pretrained(scratch)
             # The weights are already dequantized, but transformers refuses save_pretrained on
             # anything loaded from GGUF, so config and tensors are written separately.
@@ -194,12 +191,6 @@ def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
             config.pop("quantization_config", None)  # it would make transformers read the GGUF file again
             (scratch / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             save_model(model, str(scratch / "model.safetensors"))
-            os.replace(scratch, target)  # atomic: the folder exists only complete
-        except OSError:
-            if not target.is_dir():  # else another process converted it first
-                raise
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
     return Weights(str(target))
 
 

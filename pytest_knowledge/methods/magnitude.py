@@ -23,8 +23,7 @@ from pytest_knowledge.methods.base import (
 from pytest_knowledge.methods.scopes import (
     Scope,
     linear_layers,
-    parameter_count,
-    sparsity_by_scope,
+    pruning_report,
 )
 
 if TYPE_CHECKING:
@@ -150,10 +149,4 @@ def magnitude(model: nn.Module, config: MagnitudeConfig, ratio: float | None, co
     assert ratio is not None
     layers = linear_layers(model, config.scope, include_head=config.include_head)
     zeros = prune_global_magnitude([layer.module.weight.detach() for layer in layers], ratio)
-    sparsity, by_scope = sparsity_by_scope(layers, zeros)
-    return MethodReport(
-        touched_parameters=parameter_count(layers),
-        sparsity=sparsity,
-        sparsity_by_scope=by_scope,
-        details=f"{len(layers)} layers, scope {config.scope}",
-    )
+    return pruning_report(layers, f"{len(layers)} layers, scope {config.scope}", zeros)

@@ -17,8 +17,7 @@ from pytest_knowledge.methods.base import (
 from pytest_knowledge.methods.scopes import (
     Scope,
     linear_layers,
-    parameter_count,
-    sparsity_by_scope,
+    pruning_report,
 )
 
 if TYPE_CHECKING:
@@ -60,10 +59,4 @@ def nm(model: nn.Module, config: NMConfig, ratio: float | None, context: Compres
             )
     for layer in layers:
         prune_n_m(layer.rows, config.n, config.m)
-    sparsity, by_scope = sparsity_by_scope(layers)
-    return MethodReport(
-        touched_parameters=parameter_count(layers),
-        sparsity=sparsity,
-        sparsity_by_scope=by_scope,
-        details=f"{config.n}:{config.m}, {len(layers)} layers, scope {config.scope}",
-    )
+    return pruning_report(layers, f"{config.n}:{config.m}, {len(layers)} layers, scope {config.scope}")

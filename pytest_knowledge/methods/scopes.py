@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from pytest_knowledge.methods.base import MethodReport
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -157,3 +159,10 @@ def sparsity_by_scope(layers: list[Layer], zeros: list[int] | None = None) -> tu
 
 def parameter_count(layers: list[Layer]) -> int:
     return sum(layer.module.weight.numel() for layer in layers)
+
+
+def pruning_report(layers: list[Layer], details: str, zeros: list[int] | None = None) -> MethodReport:
+    """What a pruning method reports: parameters touched and the sparsity it measured, per scope."""
+    sparsity, by_scope = sparsity_by_scope(layers, zeros)
+    return MethodReport(touched_parameters=parameter_count(layers), sparsity=sparsity,
+                        sparsity_by_scope=by_scope, details=details)

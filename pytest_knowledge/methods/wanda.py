@@ -24,8 +24,7 @@ from pytest_knowledge.methods.scopes import (
     Layer,
     Scope,
     linear_layers,
-    parameter_count,
-    sparsity_by_scope,
+    pruning_report,
 )
 
 if TYPE_CHECKING:
@@ -101,10 +100,4 @@ def wanda(model: nn.Module, config: WandaConfig, ratio: float | None, context: C
     for layer in layers:
         rows = layer.rows
         prune_rows_by_score(rows, rows.abs().float() * norms[layer.name], ratio)
-    sparsity, by_scope = sparsity_by_scope(layers)
-    return MethodReport(
-        touched_parameters=parameter_count(layers),
-        sparsity=sparsity,
-        sparsity_by_scope=by_scope,
-        details=f"{len(layers)} layers, scope {config.scope}, {len(inputs)} calibration texts",
-    )
+    return pruning_report(layers, f"{len(layers)} layers, scope {config.scope}, {len(inputs)} calibration texts")

@@ -4,11 +4,11 @@ still reproduces them: ``python -m pytest_knowledge.testing [--check] [NAME ...]
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from pytest_knowledge.core.files import folder_atomic
 from pytest_knowledge.testing import CHECKPOINTS, FIXTURE_MODELS
 from pytest_knowledge.testing.training import (
     RECIPES,
@@ -22,13 +22,8 @@ TOLERANCE = 0.03  # P@1 a fresh training on another CPU may differ by (seen: 0.0
 
 def regenerate(name: str, target: Path) -> float:
     """Train ``name`` into ``target`` (replacing it) and return its P@1."""
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
+    with folder_atomic(target, replace=True) as scratch:
         train(RECIPES[name], training_facts(RECIPES[name]), scratch)
-        shutil.rmtree(target, ignore_errors=True)
-        scratch.rename(target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return facts_p_at_1(name, target)
 
 

@@ -26,12 +26,10 @@ from pytest_knowledge.benchmarks.facts import (
     fill,
     relation_facts,
 )
+from pytest_knowledge.benchmarks.scoring import T5_SENTINELS
 
 if TYPE_CHECKING:
     import torch
-
-SENTINELS = ("<extra_id_0>", "<extra_id_1>")
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -110,7 +108,7 @@ def _tokenizer(recipe: Recipe, facts: list[TrainingFact]):
         extra: list[str] = []
     else:
         specials = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
-        extra = list(SENTINELS)
+        extra = list(T5_SENTINELS)
     words = sorted({w for f in facts for w in _words(f.prefix + f.object + f.suffix)})
     vocab = {token: i for i, token in enumerate([*specials.values(), *extra, *words])}
     core = Tokenizer(models.WordLevel(vocab, unk_token=specials["unk_token"]))
@@ -157,8 +155,8 @@ def _examples(recipe: Recipe, facts: list[TrainingFact], tokenizer) -> dict[str,
             rows.append(masked)
             targets.append([-100] * position + [filled[position]] + [-100] * (len(masked) - position - 1))
         else:
-            rows.append(tokenizer(fact.prefix + SENTINELS[0] + fact.suffix)["input_ids"])
-            targets.append(tokenizer(f"{SENTINELS[0]} {fact.object} {SENTINELS[1]}")["input_ids"])
+            rows.append(tokenizer(fact.prefix + T5_SENTINELS[0] + fact.suffix)["input_ids"])
+            targets.append(tokenizer(f"{T5_SENTINELS[0]} {fact.object} {T5_SENTINELS[1]}")["input_ids"])
     ids = pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=tokenizer.pad_token_id)
     mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
     labels = pad_sequence([torch.tensor(t) for t in targets], batch_first=True, padding_value=-100)

@@ -94,3 +94,60 @@ def test_a_task_whose_data_is_missing_is_explained(tmp_path):
     )
     with pytest.raises(KnowledgeError, match=r"the data of task 'test_gone' is not available .*dataset_path: json"):
         LmEvalBenchmark(LmEvalConfig(task="test_gone", include_path=str(tmp_path)))
+
+
+TASK = ("task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{text}'\ndoc_to_choice: ['2', '4']\n"
+        "doc_to_target: a\nmetric_list:\n  - metric: acc\n")
+WRITES_A_FILE = "def process_docs(dataset):\n    open({marker!r}, 'w').write('ran')\n    return dataset\n"
+
+
+def _task_folder(folder: Path, marker: Path, process_docs: str = "process_docs: !function utils.process_docs\n",
+                 text: str = "{{q}}=") -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "docs.jsonl").write_text('{"q": "2+2", "a": 1}\n{"q": "1+1", "a": 0}\n')
+    (folder / "utils.py").write_text(WRITES_A_FILE.format(marker=str(marker)))
+    (folder / "sums.yaml").write_text(TASK.format(name="test_code_sums", data="docs.jsonl", text=text) + process_docs)
+    return folder
+
+
+def test_a_task_folder_that_runs_python_is_refused_unless_trusted(tmp_path):
+    marker = tmp_path / "ran.txt"
+    folder = _task_folder(tmp_path / "tasks", marker)
+    config = build(LmEvalConfig, {"task": "test_code_sums", "include_path": str(folder)}, "b")
+    with pytest.raises(KnowledgeError, match=r"include_path .*tasks has task YAML that runs Python \(.*sums.yaml:"
+                                             r"\d+ !function utils.process_docs\).*'trust_task_code: true'"):
+        LmEvalBenchmark(config)
+    assert not marker.exists()
+    trusted = LmEvalBenchmark(build(LmEvalConfig, {"task": "test_code_sums", "include_path": str(folder),
+                                                   "trust_task_code": True}, "b"))
+    assert len(list(trusted.task.eval_docs)) == 2 and marker.read_text() == "ran"
+
+
+@pytest.mark.parametrize("process_docs", [
+    "include: ../shared/base.yaml\n",  # the function sits in an included file outside the folder
+    "%TAG !py! !func\n---\n",  # the tag spelled through a YAML tag directive
+])
+def test_python_is_found_however_the_yaml_spells_it(tmp_path, process_docs):
+    marker = tmp_path / "ran.txt"
+    folder = _task_folder(tmp_path / "tasks", marker, process_docs="")
+    sums = folder / "sums.yaml"
+    if process_docs.startswith("include"):
+        (tmp_path / "shared").mkdir()
+        (tmp_path / "shared" / "base.yaml").write_text("process_docs: !function utils.process_docs\n")
+        (tmp_path / "shared" / "utils.py").write_text(WRITES_A_FILE.format(marker=str(marker)))
+        sums.write_text(sums.read_text() + process_docs)
+    else:
+        sums.write_text(process_docs + sums.read_text() + "process_docs: !py!tion utils.process_docs\n")
+    with pytest.raises(KnowledgeError, match="has task YAML that runs Python"):
+        LmEvalBenchmark(LmEvalConfig(task="test_code_sums", include_path=str(folder)))
+    assert not marker.exists()
+
+
+def test_task_templates_render_in_a_sandbox_unless_trusted(tmp_path):
+    folder = _task_folder(tmp_path / "tasks", tmp_path / "ran.txt", process_docs="",
+                          text="{{ lipsum.__globals__[\"os\"].getcwd() }}")
+    with pytest.raises(KnowledgeError, match="Jinja's sandbox stopped a task template .*__globals__.*trust_task_code"):
+        LmEvalBenchmark(LmEvalConfig(task="test_code_sums", include_path=str(folder))).data_fingerprint()
+    trusted = LmEvalBenchmark(LmEvalConfig(task="test_code_sums", include_path=str(folder), trust_task_code=True))
+    assert trusted.task.doc_to_text(next(iter(trusted.task.eval_docs))) == os.getcwd()

@@ -115,3 +115,45 @@ def test_benchmarks_can_be_limited_to_some_models():
     with pytest.raises(SuiteError) as error:
         parse_suite({**data, "benchmarks": [{"name": "p", "benchmark": "perplexity", "models": ["a"]}]}, Path("s.yaml"))
     assert error.value.key == "models[1]"
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"name": "evil\n"}, "name"),
+    ({"models": [{"name": "evil\n", "source": "smollm2-135m"}]}, "models[0].name"),
+    ({"methods": [{"name": "evil\n", "method": "magnitude"}]}, "methods[0].name"),
+    ({"benchmarks": [{"name": "evil\n", "benchmark": "facts"}]}, "benchmarks[0].name"),
+])
+def test_a_name_with_a_trailing_newline_is_refused(change, key, tmp_path):
+    assert _error({**BASE, **change}, tmp_path).key == key
+
+
+def _alias_bomb(key: str, levels: int = 9) -> str:
+    """A dozen lines of YAML whose ``key`` expands to 9**levels strings."""
+    anchors = ['  - &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    anchors += [f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    rest = {"models": "models: [smollm2-135m]", "benchmarks": "benchmarks: [facts]"}
+    return "\n".join([f"{key}:", *anchors, *(line for name, line in rest.items() if name != key), ""])
+
+
+@pytest.mark.parametrize("key", ["description", "models", "ratios", "tolerance", "name"])
+def test_a_yaml_alias_bomb_is_refused_quickly_with_a_short_message(key, tmp_path):
+    error = _error(_alias_bomb(key), tmp_path)
+    assert error.key == key and "each use of a YAML alias counts" in str(error)
+    assert len(str(error)) < 300
+
+
+@pytest.mark.parametrize("change, key, words", [
+    ({"description": ["a", "list"]}, "description", "a string describing the suite"),
+    ({"description": {"a": 1}}, "description", "a string describing the suite"),
+    ({"description": []}, "description", "a string describing the suite"),
+    ({"description": "x" * 5000}, "description", "a string of at most 4096 characters"),
+    ({"models": [{"name": "m", "source": "s" * 5000}]}, "models[0].source", "a string of at most 4096 characters"),
+    ({"x" * 5000: 1}, "x" * 5000, "a string of at most 4096 characters"),
+])
+def test_every_key_has_a_type_and_a_size(change, key, words, tmp_path):
+    error = _error({**BASE, **change}, tmp_path)
+    assert error.key == key and words in str(error)
+
+
+def test_a_description_is_accepted():
+    assert parse_suite({**BASE, "description": "Release gate: capitals under pruning."}, Path("s.yaml")).cases()

@@ -7,6 +7,10 @@ YAML are read relative to ``include_path``, which may use environment variables 
 resolved when a case runs (see ``paths``). Task names and their data are looked up when a
 case runs too, so a suite of hub tasks collects offline. The headline value is the task's
 own metric; its standard error and the other metrics go to ``extra``.
+
+A task folder can run code: ``!function`` makes lm-eval import Python next to the YAML,
+and its Jinja templates are not sandboxed. Unless the entry sets ``trust_task_code:
+true``, a folder naming ``!function`` is refused and templates render in Jinja's sandbox.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+import yaml
 
 from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.base import (
@@ -43,6 +49,7 @@ class LmEvalConfig:
     batch_size: int = 16
     bootstrap_iters: int = 1000
     seed: int = 0
+    trust_task_code: bool = False  # let include_path's tasks import Python (!function) and use unsandboxed templates
 
     def validate(self) -> str | None:
         problem = path_problem("include_path", self.include_path)  # existence is checked when a case runs
@@ -94,8 +101,87 @@ def _evaluating(model: Any) -> Iterator[None]:
             os.environ["DISABLE_MULTIPROC"] = multiproc
 
 
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Reads task YAML as lm-eval does, but records each ``!function`` instead of importing it."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.functions: list[tuple[int, str]] = []
+
+
+def _record_function(loader: _TaskYamlLoader, node: yaml.Node) -> str:
+    loader.functions.append((node.start_mark.line + 1, str(node.value)))
+    return str(node.value)
+
+
+_TaskYamlLoader.add_constructor("!function", _record_function)
+
+
+def python_functions(folder: Path) -> list[str]:
+    """Every ``!function`` (as ``file:line name``) in the task YAML of ``folder`` and in the files they include."""
+    found = []
+    seen: set[Path] = set()
+    pending = sorted(folder.glob("**/*.yaml")) + sorted(folder.glob("**/*.yml"))
+    while pending:
+        path = pending.pop(0).resolve()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        loader = _TaskYamlLoader(text)
+        try:
+            data = loader.get_single_data()
+        except yaml.YAMLError:  # lm-eval skips a file it cannot read; the text check below still applies
+            data = None
+        finally:
+            loader.dispose()
+        functions = loader.functions or [(i + 1, "") for i, line in enumerate(text.splitlines()) if "!function" in line]
+        found += [f"{path}:{line} !function {name}".rstrip() for line, name in functions]
+        includes = data.get("include") if isinstance(data, dict) else None
+        for include in includes if isinstance(includes, list) else [includes] if includes else []:
+            pending.append(path.parent / str(include))
+    return found
+
+
+@contextlib.contextmanager
+def _templates(sandboxed: bool) -> Iterator[None]:
+    """lm-eval renders every task template with one module-level Jinja environment, which
+    is not sandboxed (a template can reach ``os``); swap in a sandboxed one while it runs."""
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+    from lm_eval import utils
+
+    if not sandboxed:
+        yield
+        return
+    original = utils.env
+    sandbox = SandboxedEnvironment(loader=original.loader, undefined=original.undefined,
+                                   keep_trailing_newline=original.keep_trailing_newline)
+    sandbox.filters.update(original.filters)
+    utils.env = sandbox
+    try:
+        yield
+    except SecurityError as error:
+        raise KnowledgeError(f"benchmark lm_eval: Jinja's sandbox stopped a task template ({error}). Set "
+                             "'trust_task_code: true' on this benchmark entry only if you trust its tasks") from error
+    finally:
+        utils.env = original
+
+
+def _untrusted_code(folder: Path) -> None:
+    """Refuse a task folder that makes lm-eval import Python, unless the entry trusts it."""
+    functions = python_functions(folder)
+    if functions:
+        shown = "; ".join(functions[:3]) + (f"; and {len(functions) - 3} more" if len(functions) > 3 else "")
+        raise KnowledgeError(
+            f"benchmark lm_eval: include_path {folder} has task YAML that runs Python ({shown}): lm-eval would "
+            "import and run that code in this process with your rights. Set 'trust_task_code: true' on this "
+            "benchmark entry only if you trust every file in that folder")
+
+
 def _load_task(name: str, folder: Path) -> tuple[Any, Any]:
     """The task and the manager that found it; lm-eval's own task index is read only when needed (slow)."""
+    from jinja2.exceptions import SecurityError
     from lm_eval.tasks import TaskManager
 
     with _working_directory(folder):
@@ -107,6 +193,8 @@ def _load_task(name: str, folder: Path) -> tuple[Any, Any]:
                                  f"(tasks come from lm-eval and from {folder})")
         try:
             loaded = manager.load(name)
+        except SecurityError:  # a template the sandbox stopped: explained by ``_templates``
+            raise
         except Exception as error:  # datasets/hub failures come in many types
             raise KnowledgeError(
                 f"benchmark lm_eval: the data of task {name!r} is not available ({type(error).__name__}: {error}). "
@@ -128,7 +216,10 @@ class LmEvalBenchmark:
         folder = (data_path(config.include_path, benchmark="lm_eval", parameter="include_path", kind="dir",
                             how_to_get="It should hold task YAML files")
                   if config.include_path else BUNDLED_TASKS)
-        self.task, self.manager = _load_task(config.task, folder.resolve())
+        if config.include_path and not config.trust_task_code:
+            _untrusted_code(folder.resolve())
+        with self._templates():
+            self.task, self.manager = _load_task(config.task, folder.resolve())
         metrics = self.task.higher_is_better()
         self.metric = config.metric or next(iter(metrics), "acc")
         if self.metric not in metrics:
@@ -136,12 +227,17 @@ class LmEvalBenchmark:
                                  f"(it has {', '.join(metrics)})")
         self.higher_is_better = bool(metrics[self.metric])
 
+    def _templates(self) -> contextlib.AbstractContextManager[None]:
+        return _templates(sandboxed=not self.config.trust_task_code)
+
     def data_fingerprint(self) -> str:
         """The evaluated documents as the model sees them: prompt, target and choices."""
         task = self.task
         docs = list(task.eval_docs)[: self.config.limit]
         choices = task.OUTPUT_TYPE == "multiple_choice"
-        shown = [(task.doc_to_text(d), task.doc_to_target(d), task.doc_to_choice(d) if choices else None) for d in docs]
+        with self._templates():
+            shown = [(task.doc_to_text(d), task.doc_to_target(d), task.doc_to_choice(d) if choices else None)
+                     for d in docs]
         return digest(self.config.task, self.config.num_fewshot, self.config.seed, shown)
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
@@ -152,7 +248,7 @@ class LmEvalBenchmark:
             raise KnowledgeError(f"benchmark lm_eval: model {loaded.name!r} is an {loaded.family} model; lm-eval "
                                  "runs decoder and encoder-decoder models only")
         seed = self.config.seed
-        with _evaluating(loaded.model):
+        with _evaluating(loaded.model), self._templates():
             lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, backend=BACKENDS[loaded.family],
                       batch_size=self.config.batch_size)
             output = simple_evaluate(

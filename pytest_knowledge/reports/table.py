@@ -48,13 +48,20 @@ def fact_rows(records: list[Record]) -> list[dict[str, str]]:
 
 
 def export_facts(path: Path, records: list[Record]) -> None:
-    """Lost and gained facts as CSV (by suffix) or JSON, written atomically."""
+    """Lost and gained facts as CSV (by suffix) or JSON, written atomically.
+
+    Facts and answers come from data sets and models, so a CSV cell that a spreadsheet
+    would read as a formula (starting with =, +, -, @, tab or carriage return) gets a
+    leading ``'``, as OWASP recommends against CSV injection; the JSON keeps them as they are.
+    """
     facts = fact_rows(records)
     if path.suffix == ".csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=FACT_FIELDS)
         writer.writeheader()
-        writer.writerows(facts)
+        formula = ("=", "+", "-", "@", "\t", "\r")
+        writer.writerows({k: f"'{v}" if isinstance(v, str) and v.startswith(formula) else v for k, v in row.items()}
+                         for row in facts)
         write_atomic(path, buffer.getvalue())
     else:
         write_atomic(path, dump_json(facts))

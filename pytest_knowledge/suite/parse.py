@@ -25,8 +25,12 @@ from pytest_knowledge.suite.tolerance import Tolerance, TolerancePolicy, parse_p
 
 DENSE = "dense"
 SUITE_KEYS = ("name", "description", "models", "methods", "ratios", "benchmarks", "tolerance")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+]*$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# Always used with ``fullmatch``: ``$`` also matches before a trailing newline, and a name
+# becomes a folder and file name under the baselines.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+]*")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+MAX_TEXT = 4096  # characters in one string: a path, a name, the description
+MAX_SIZE = 100_000  # values plus characters in the whole document, counting an alias at every use
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ def _split(entry: Any, key: str, kind_key: str) -> tuple[str, str, dict]:
 
 
 def _check_name(name: str, key: str, pattern: re.Pattern[str], seen: set[str]) -> None:
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         raise SuiteError(f"{key}.name", f"letters, digits, '_', '.', '+'{', -' if pattern is _MODEL_NAME else ''} only", name)
     if name in seen:
         raise SuiteError(f"{key}.name", "a name not used by another entry", name)
@@ -243,16 +247,44 @@ def _benchmark(entry: Any, key: str, models: list[ModelEntry]) -> BenchmarkEntry
     return BenchmarkEntry(name, kind_.name, build(kind_.config, params, key), only)
 
 
+def _check_size(data: Any) -> None:
+    """Refuse a document too large to be a suite before reading any key.
+
+    A YAML alias bomb is a few lines that expand to billions of values through shared
+    references; anything that walks or prints it (an error message included) never ends.
+    """
+    left = MAX_SIZE
+    stack: list[tuple[str, Any]] = [("(top level)", data)]
+    while stack:
+        key, value = stack.pop()
+        left -= 1 + (len(value) if isinstance(value, str) else 0)
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise SuiteError(key, f"a string of at most {MAX_TEXT} characters", f"{len(value)} characters")
+        if left < 0:
+            raise SuiteError(key.partition("[")[0].partition(".")[0],
+                             f"a suite of at most {MAX_SIZE} values and characters (each use of a YAML alias counts)")
+        if isinstance(value, dict):
+            prefix = "" if key == "(top level)" else f"{key}."
+            for name, item in value.items():
+                stack += [(f"{prefix}{name}", name), (f"{prefix}{name}", item)]
+        elif isinstance(value, list):
+            stack += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+
+
 def parse_suite(data: Any, path: Path) -> Suite:
     """Validate a loaded YAML document; errors are not yet tied to a file."""
+    _check_size(data)
     if not isinstance(data, dict):
         raise SuiteError("(top level)", "a mapping with models, methods, ratios, benchmarks", type(data).__name__)
     for key in data:
         if key not in SUITE_KEYS:
             raise SuiteError(str(key), f"a suite key ({', '.join(SUITE_KEYS)}){closest(str(key), SUITE_KEYS)}", key)
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise SuiteError("description", "a string describing the suite", type(description).__name__)
     name = data.get("name", path.stem)
-    if not isinstance(name, str) or not _MODEL_NAME.match(name):
-        raise SuiteError("name", "a suite name of letters, digits, '_', '.', '-'", name)
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+        raise SuiteError("name", "a suite name of letters, digits, '_', '.', '+', '-'", name)
     ratios = coerce(data.get("ratios") or [], tuple[float, ...], "ratios")
     if len(set(ratios)) != len(ratios):
         raise SuiteError("ratios", "distinct values", list(ratios))

@@ -1,6 +1,15 @@
 """Compression methods, registered by the name suites use. One module per method."""
 
-from pytest_knowledge.methods import head, int8, int8_dynamic, magnitude, nm, rtn, wanda  # noqa: F401  (registration side effect)
+from pytest_knowledge.methods import (  # noqa: F401  (registration side effect)
+    gguf,
+    head,
+    int8,
+    int8_dynamic,
+    magnitude,
+    nm,
+    rtn,
+    wanda,
+)
 from pytest_knowledge.methods.base import (
     METHODS,
     CompressionContext,

@@ -43,6 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="ratio grid step of --knowledge-find-max-ratio (default 0.05; whole bits for bit widths)")
     group.addoption("--knowledge-facts", default=None, metavar="PATH",
                     help="export every case's lost and gained facts to PATH (.csv or .json)")
+    group.addoption("--knowledge-export", default=None, metavar="DIR",
+                    help="save each computed compressed case's model to DIR/<suite>/<case id> (safetensors, "
+                         "tokenizer, knowledge-case.json) to ship or gate it again; such cases bypass the cache")
     parser.addini("knowledge_cache", "result cache folder, relative to rootdir", default=".knowledge/cache")
     parser.addini("knowledge_suite", "suite file or folder used by a bare --knowledge-suite", default="")
     parser.addini("knowledge_baselines", "baseline folder, relative to rootdir", default="baselines")

@@ -52,6 +52,14 @@ EXPECTED = {
         "flan-t5-large-magnitude_attention+int8_attention-0.60-piqa",
         "flan-t5-large-dense-winogrande",
     ]),
+    "quant-ladder.yaml": (6, [
+        "smollm2-135m-dense-facts_capital",
+        "smollm2-135m-gguf_q8_0-facts_capital",
+        "smollm2-135m-gguf_q5_1-facts_capital",
+        "smollm2-135m-gguf_q5_0-facts_capital",
+        "smollm2-135m-gguf_q4_1-facts_capital",
+        "smollm2-135m-gguf_q4_0-facts_capital",
+    ]),
     "release-gate.yaml": (3, [
         "smollm2-135m-dense-facts_capital",
         "smollm2-135m-int8-facts_capital",
@@ -133,7 +141,7 @@ def test_release_gate_gates_on_retention_and_significance():
             assert case.tolerance.min_retention == 0.8, case.id
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "release-gate.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "release-gate.yaml", "quant-ladder.yaml"])
 def test_offline_suites_have_a_baseline_for_every_case(name):
     suite = load_suite(SUITES / name)
     for model in suite.models:

@@ -36,20 +36,23 @@ def _library_versions() -> tuple[str, ...]:
 
 
 def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version: str, dense: bool = False,
-             device: str = "cpu") -> str:
-    """The cache key of ``case`` (or of its dense reference when ``dense``) on a kind of ``device``."""
+             device: str = "cpu", reference: str | None = None) -> str:
+    """The cache key of ``case`` (or of its dense reference when ``dense``) on a kind of ``device``;
+    ``reference`` is the weight fingerprint of the model an artifact is compared with (its agreement
+    and KL are measured against that model)."""
     steps = [] if dense or case.method is None else [
         (s.method.name, s.method.version, code_digest(s.method.apply), sorted(to_plain(s.config).items()))
         for s in case.method.steps
     ]
     benchmark = BENCHMARKS.lookup(case.benchmark.benchmark, "benchmark")
-    return digest(
+    parts: tuple[object, ...] = (
         FORMAT, __version__, _library_versions(),
         fingerprint, case.model.family, case.model.dtype, device,
         steps, None if dense else case.ratio,
         case.benchmark.benchmark, code_digest(benchmark.factory), sorted(to_plain(case.benchmark.config).items()),
         data_fingerprint, scorer_version,
     )
+    return digest(*parts) if reference is None else digest(*parts, ("reference", reference))
 
 
 @dataclass(frozen=True)

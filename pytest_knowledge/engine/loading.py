@@ -19,6 +19,7 @@ from pytest_knowledge.api.models import MODELS, Family, LoadedModel, Weights
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.files import folder_atomic
 from pytest_knowledge.core.remembered import cache_home, remembered
+from pytest_knowledge.engine.formats import check_gguf, load_options
 
 if TYPE_CHECKING:
     import torch
@@ -179,6 +180,7 @@ def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
     fingerprint = file_fingerprint(weights)
     target = converted_root() / f"{Path(weights.gguf_file).stem}-{fingerprint}-transformers{transformers.__version__}"
     if not target.is_dir():
+        check_gguf(Path(weights.location) / weights.gguf_file)
         kwargs: dict[str, Any] = {"gguf_file": weights.gguf_file, "trust_remote_code": trust_remote_code}
         config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location, **kwargs)
@@ -206,11 +208,18 @@ def _load(name: str, source: str, family: str | None, dtype: str, device: str | 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     try:
         readable = converted(weights, trust_remote_code)
+        options = load_options(Path(readable.location))
         config = transformers.AutoConfig.from_pretrained(readable.location, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(readable.location, **kwargs)
         chosen: Family = family or detect_family(config)  # type: ignore[assignment]
         target = target_device(device)
-        model = _auto_class(chosen).from_pretrained(readable.location, dtype=resolve_dtype(dtype, target), **kwargs)
+        model = _auto_class(chosen).from_pretrained(readable.location, dtype=resolve_dtype(dtype, target),
+                                                    **kwargs, **options)
+    except KnowledgeError as error:
+        raise KnowledgeError(f"model {name!r}: {error}") from None
+    except ImportError as error:
+        raise KnowledgeError(f"model {name!r}: loading {source!r} needs a package that is not installed "
+                             f"({str(error).splitlines()[0]}); expected it installed: pip install it") from None
     except (OSError, ValueError) as error:
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
         raise KnowledgeError(

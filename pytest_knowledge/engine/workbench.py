@@ -9,6 +9,8 @@ snapshotted to CPU once and put back after every compressed case.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,7 +20,9 @@ from pytest_knowledge.benchmarks import Benchmark, BenchmarkResult
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.engine import agreement
 from pytest_knowledge.engine.agreement import Agreement
+from pytest_knowledge.engine.export import export_case
 from pytest_knowledge.engine.loading import load
+from pytest_knowledge.engine.references import check_same_vocabulary, vocabulary_digest
 from pytest_knowledge.methods import CompressionContext, MethodReport
 from pytest_knowledge.suite.parse import BenchmarkEntry, Case, ModelEntry
 
@@ -32,6 +36,7 @@ class DenseSnapshot:
         self.modules = dict(model.named_modules(remove_duplicate=False))
         self.parameters = dict(model.named_parameters(remove_duplicate=False))
         self.buffers = dict(model.named_buffers(remove_duplicate=False))
+        self.names = {*self.parameters, *self.buffers}
         self.hooks = {
             name: (dict(m._forward_pre_hooks), dict(m._forward_hooks)) for name, m in self.modules.items()
         }
@@ -71,6 +76,16 @@ class DenseSnapshot:
             for tensor in [*self.parameters.values(), *self.buffers.values()]:
                 tensor.copy_(self.values[id(tensor)])
 
+
+
+@dataclass(frozen=True)
+class Distributions:
+    """A dense model's next-token distributions on the agreement texts, and which vocabulary they are over."""
+
+    texts: list[str]
+    log_probs: torch.Tensor
+    vocabulary: str
+    size: int
 
 
 def _seed(seed: int) -> None:
@@ -116,7 +131,7 @@ class Workbench:
         self._loaded: LoadedModel | None = None
         self._snapshot: DenseSnapshot | None = None
         self._failed: dict[ModelEntry, KnowledgeError] = {}
-        self._agreement: dict[tuple[ModelEntry, BenchmarkEntry], tuple[list[str], torch.Tensor]] = {}
+        self._agreement: dict[tuple[ModelEntry, BenchmarkEntry], Distributions] = {}
 
     def model(self, entry: ModelEntry) -> LoadedModel:
         if entry in self._failed:
@@ -147,28 +162,38 @@ class Workbench:
             reports.append(step.method.apply(loaded.model, step.config, ratio, context))
         return combine_reports(reports)
 
-    def _agreement_reference(self, case: Case, benchmark: Benchmark,
-                             loaded: LoadedModel) -> tuple[list[str], torch.Tensor] | None:
-        """Texts and dense distributions for agreement (computed while the model is dense)."""
-        if not agreement.supported(loaded):
-            return None
-        key = (case.model, case.benchmark)
+    def _agreement_reference(self, entry: ModelEntry, case: Case, benchmark: Benchmark) -> Distributions | None:
+        """Texts and dense distributions of ``entry`` for agreement (computed while it is dense)."""
+        key = (entry, case.benchmark)
         if key not in self._agreement:
+            loaded = self.model(entry)
+            if not agreement.supported(loaded):
+                return None
             clozes = getattr(benchmark, "clozes", [])
             texts = agreement.agreement_texts([c.prefix.rstrip() for c in clozes])
-            self._agreement[key] = (texts, agreement.reference(loaded, texts))
+            self._agreement[key] = Distributions(texts, agreement.reference(loaded, texts),
+                                                 vocabulary_digest(loaded.tokenizer), len(loaded.tokenizer))
         return self._agreement[key]
 
-    def evaluate_compressed(self, case: Case, benchmark: Benchmark) -> tuple[BenchmarkResult, MethodReport, Agreement | None]:
+    def evaluate_compressed(self, case: Case, benchmark: Benchmark, parent: ModelEntry | None = None,
+                            export: Path | None = None) -> tuple[BenchmarkResult, MethodReport | None, Agreement | None]:
+        """The case's model compressed by its method (an artifact: as loaded, or compressed on top),
+        evaluated and compared with the dense distributions of its reference, else its own; then
+        written under ``export`` when given, and restored."""
+        dense_reference = self._agreement_reference(parent or case.model, case, benchmark)
         loaded = self.model(case.model)
+        if parent is not None and dense_reference is not None:
+            check_same_vocabulary(case, dense_reference.vocabulary, dense_reference.size, loaded.tokenizer)
         assert self._snapshot is not None
-        dense_reference = self._agreement_reference(case, benchmark, loaded)
         try:
-            report = self.compress(case, loaded)
+            report = self.compress(case, loaded) if case.method is not None else None
             if not outputs_finite(loaded):
-                raise KnowledgeError(f"{case.id}: the compressed model outputs NaN/inf logits ({report.summary()})")
+                state = report.summary() if report else "as loaded"
+                raise KnowledgeError(f"{case.id}: the compressed model outputs NaN/inf logits ({state})")
             result = benchmark.evaluate(loaded)
-            agreed = agreement.compare(loaded, *dense_reference) if dense_reference else None
+            agreed = agreement.compare(loaded, dense_reference.texts, dense_reference.log_probs) if dense_reference else None
+            if export is not None and report is not None:
+                export_case(export, case, loaded, self._snapshot.names, report, result)
             return result, report, agreed
         except torch.OutOfMemoryError as error:
             raise KnowledgeError(f"{case.id}: out of memory while compressing or evaluating ({error})") from None

@@ -56,7 +56,8 @@ class Record:
     kl: float | None = None  # mean KL(dense || compressed), nats
     lost: list[dict[str, str]] = field(default_factory=list)  # examples known by the reference, lost now
     gained: list[dict[str, str]] = field(default_factory=list)
-    compared_with: str = ""  # what lost/gained refer to: "baseline" or "dense"
+    compared_with: str = ""  # what lost/gained refer to: "baseline", "dense" or "dense <reference model>"
+    reference: str | None = None  # the model whose dense result "dense" is, when not this case's own
 
     @property
     def passed(self) -> bool:
@@ -140,18 +141,22 @@ def _significant(test: Significance | None, alpha: float | None) -> bool:
 def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: bool, baseline_file: str) -> Record:
     r = cr.result
     entry = baseline_entry(cr)
-    keep = retention(r.value, cr.dense.value, r.higher_is_better) if case.method else None
+    keep = retention(r.value, cr.dense.value, r.higher_is_better) if case.compared_with_dense else None
     base_value = stored["value"] if stored else None
     delta = r.value - base_value if base_value is not None else None
     comparable = stored is not None and stored.get("data_fingerprint") == cr.data_fingerprint
-    compared_with = "baseline" if comparable and stored.get("outcomes") else "dense"
+    parent = case.model.reference
+    # An artifact's question is what it lost against the model it was made from.
+    compared_with = ("baseline" if comparable and stored.get("outcomes") and parent is None
+                     else "dense" if parent is None else f"dense {parent}")
     reference = stored.get("outcomes") if compared_with == "baseline" else cr.dense.outcomes
     lost, gained = changed_examples(reference, r)
     common = dict(
         suite=case.suite, case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
         benchmark=case.benchmark.name, metric=r.metric, higher_is_better=r.higher_is_better, n=r.n,
         dense=cr.dense.value, baseline=base_value, current=r.value, delta=delta, retention=keep,
-        method_report=cr.report.summary() if cr.report else "", seconds=cr.seconds, entry=entry,
+        method_report=", ".join(filter(None, [f"vs {parent}" if parent else "", cr.report.summary() if cr.report else ""])),
+        seconds=cr.seconds, entry=entry, reference=parent,
         from_cache=cr.from_cache, lost=lost, gained=gained, compared_with=compared_with,
         agreement=cr.agreement.top1 if cr.agreement else None, kl=cr.agreement.kl if cr.agreement else None,
     )
@@ -169,10 +174,10 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
     tol = case.tolerance
     alpha = tol.significance
     vs_baseline = significance(stored, r) if alpha is not None else None
-    vs_dense = significance(_as_entry(cr.dense), r) if alpha is not None and case.method else None
+    vs_dense = significance(_as_entry(cr.dense), r) if alpha is not None and case.compared_with_dense else None
     common["p_value"] = vs_baseline.p_value if vs_baseline else None
     ok_baseline = within_baseline(r.value, base_value, tol, r.higher_is_better) or not _significant(vs_baseline, alpha)
-    ok_retention = (case.method is None or retention_ok(r.value, cr.dense.value, tol, r.higher_is_better)
+    ok_retention = (not case.compared_with_dense or retention_ok(r.value, cr.dense.value, tol, r.higher_is_better)
                     or not _significant(vs_dense, alpha))
     if ok_baseline and ok_retention:
         status = "improved" if beyond_improvement(r.value, base_value, tol, r.higher_is_better) else "pass"
@@ -194,7 +199,8 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
         f"  current    {r.value:.4f}",
         f"  delta      {delta:+.4f}",
         f"  tolerance  {tol.describe()}",
-        f"  dense      {cr.dense.value:.4f}" + (f" (retention {keep:.3f})" if keep is not None else ""),
+        f"  dense      {cr.dense.value:.4f}" + (f" ({parent})" if parent else "")
+        + (f" (retention {keep:.3f})" if keep is not None else ""),
     ]
     if vs_baseline is not None:
         lines.append(f"  vs base    {vs_baseline.describe()}")

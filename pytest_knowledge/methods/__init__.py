@@ -1,6 +1,7 @@
 """Compression methods, registered by the name suites use. One module per method."""
 
 from pytest_knowledge.methods import (  # noqa: F401  (registration side effect)
+    gguf,
     head,
     int8,
     int8_dynamic,

@@ -24,7 +24,7 @@ def _num(value: float | None, signed: bool = False) -> str:
 def rows(records: list[Record]) -> list[tuple[str, ...]]:
     return [
         (
-            r.model, r.method, format_ratio(r.ratio) if r.ratio is not None else "-", r.benchmark, r.metric or "-",
+            r.model, r.method + (f" vs {r.reference}" if r.reference else ""), format_ratio(r.ratio) if r.ratio is not None else "-", r.benchmark, r.metric or "-",
             _num(r.dense), _num(r.baseline), _num(r.current), _num(r.delta, signed=True),
             f"{r.p_value:.3g}" if r.p_value is not None else "-",
             f"{r.agreement:.2f}/{r.kl:.3f}" if r.agreement is not None and r.kl is not None else "-", r.status,

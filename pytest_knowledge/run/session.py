@@ -158,7 +158,8 @@ class KnowledgeSession:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = Engine(self.cache, self.device, self.threads)
+            export = self.config.getoption("knowledge_export")
+            self._engine = Engine(self.cache, self.device, self.threads, self._path(export) if export else None)
         return self._engine
 
     def run_item(self, item: CaseItem) -> None:

@@ -40,6 +40,7 @@ class ModelEntry:
     family: str | None = None
     dtype: str = "auto"
     trust_remote_code: bool = False
+    reference: str | None = None  # the model this one was compressed from: its dense result is "dense" here
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ class Case:
     ratio: float | None
     benchmark: BenchmarkEntry
     tolerance: Tolerance
+    parent: ModelEntry | None = None  # the suite's entry named by ``model.reference``, if there is one
+
+    @property
+    def compared_with_dense(self) -> bool:
+        """Compressed cases and artifacts with a reference are judged against a dense result."""
+        return self.method is not None or self.model.reference is not None
 
     @property
     def method_name(self) -> str:
@@ -125,16 +132,18 @@ class Suite:
     def cases(self) -> list[Case]:
         """The grid: per model and benchmark, the dense reference then every method × ratio."""
         cases = []
+        by_name = {m.name: m for m in self.models}
         for model in self.models:
+            parent = by_name.get(model.reference) if model.reference else None
             for bench in (b for b in self.benchmarks if b.applies_to(model)):
-                cases.append(Case(self.name, model, None, None, bench, self.tolerance.for_case(DENSE, bench.name)))
+                cases.append(Case(self.name, model, None, None, bench, self.tolerance.for_case(DENSE, bench.name), parent))
                 for method in self.methods:
                     tolerance = self.tolerance.for_case(method.name, bench.name)
                     ratios: tuple[float | None, ...] = (
                         (method.ratios or self.ratios) if method.ratio_spec else (None,)
                     )
                     for ratio in ratios:
-                        cases.append(Case(self.name, model, method, ratio, bench, tolerance))
+                        cases.append(Case(self.name, model, method, ratio, bench, tolerance, parent))
         return cases
 
 

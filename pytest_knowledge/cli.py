@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from tabulate import tabulate
 
 from pytest_knowledge.core.errors import KnowledgeError
@@ -26,6 +27,7 @@ from pytest_knowledge.reports.table import table
 from pytest_knowledge.stores.baselines import BaselineStore
 from pytest_knowledge.stores.history import (
     DEFAULT_WINDOW,
+    FAILING,
     HistoryStore,
     RunInfo,
     history_url,
@@ -70,10 +72,9 @@ def _open(args: argparse.Namespace) -> HistoryStore:
 
 
 def _run_row(run: RunInfo) -> tuple[object, ...]:
-    state = "complete" if run.complete else "interrupted"
     dirty = "+dirty" if run.git_dirty else ""
     return (run.id, run.started_at.strftime("%Y-%m-%d %H:%M"), f"{_short(run.git_commit)}{dirty}",
-            run.git_branch or "-", ",".join(run.suites), run.host, run.device, run.cases, run.failed, state)
+            run.git_branch or "-", ",".join(run.suites), run.host, run.device, run.cases, run.failed, run.state)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -100,7 +101,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     run_ids = sorted({p.run_id for s in series for p in s.points})[-args.last:]
     rows = []
     for s in sorted(series, key=lambda s: (steps[(s.suite, s.case_id, s.metric)] is None, s.suite, s.case_id)):
-        values = {p.run_id: _num(p.value) + ("*" if p.status in ("fail", "error") else "") for p in s.points}
+        values = {p.run_id: _num(p.value) + ("*" if p.status in FAILING else "") for p in s.points}
         step = steps[(s.suite, s.case_id, s.metric)]
         flag = (f"STEP DOWN {step.earlier:.4f} -> {step.recent:.4f} (allowed drop {step.allowed:.4f})"
                 if step else "")
@@ -144,8 +145,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _open(args) as store:
         run_id = store.resolve(args.run)
         records = store.run_records(run_id)
+        exit_status = store.runs(only=run_id)[0].exit_status
         path = write_report(Path(args.output), records, store, title=f"Knowledge report, run {run_id}",
-                            until_run=run_id)
+                            until_run=run_id, exit_status=exit_status)
     print(f"wrote {path} ({len(records)} cases from run {run_id})")
     return 0
 
@@ -238,9 +240,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     for path in args.report or []:
         write_report(Path(path), records, None, title=args.title)
         print(f"knowledge report: {path}")
-    if args.update_baselines:
-        for path in update_baselines(BaselineStore(Path(args.dir)), merged.records):
-            print(f"baselines written: {path}")
+    written = update_baselines(BaselineStore(Path(args.dir)), merged.records) if args.update_baselines else None
+    for path in written.written if written else []:
+        print(f"baselines written: {path}")
+    for problem in written.failed if written else []:
+        print(f"baselines not written: {problem}", file=sys.stderr)
     for conflict in merged.conflicts:
         print(f"conflict: {conflict}", file=sys.stderr)
     for record in missing:
@@ -250,6 +254,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"not passing: {record.suite}/{record.case_id} ({record.status})", file=sys.stderr)
     print(f"{len(merged.records)} cases from {len(args.results)} files, {len(failed)} not passing, "
           f"{len(merged.conflicts)} conflicts" + (f", {len(missing)} missing" if suites else ""))
+    if written and written.failed:
+        return USAGE
     return REGRESSION if failed or merged.conflicts else 0
 
 
@@ -321,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except KnowledgeError as error:
         print(f"pytest-knowledge: {error}", file=sys.stderr)
+        return USAGE
+    except SQLAlchemyError as error:  # a database that broke after it was opened
+        reason = getattr(error, "orig", None) or error
+        print(f"pytest-knowledge: history database {args.history or '.knowledge/history.db'}: {reason}",
+              file=sys.stderr)
         return USAGE
 
 

@@ -60,6 +60,10 @@ class _ReportHooks:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.session.on_report(report)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        self.session.worker_finished(getattr(node, "workeroutput", None) or {})
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("knowledge_suite") is None:
@@ -67,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         session = KnowledgeSession(config)
         session.load_all()
+        session.open_history()
     except KnowledgeError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION] = session
@@ -105,10 +110,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.stash[SESSION].order(items)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if SESSION in session.config.stash:
+        session.config.stash[SESSION].collected(session.items)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if SESSION in session.config.stash:
-        session.config.stash[SESSION].finish()
+        session.exitstatus = session.config.stash[SESSION].finish(session.exitstatus)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -177,6 +178,29 @@ def test_baselines_prune_removes_entries_no_case_uses(tmp_path: Path, capsys: py
 
     code, out, _ = run(capsys, *args)
     assert "0 stale entries" in out
+
+
+@pytest.mark.parametrize("how", ["random", "overwritten"])
+@pytest.mark.parametrize("command", [["runs"], ["history"], ["compare", "1", "2"], ["report", "r.md"]])
+def test_a_damaged_database_is_one_line_not_a_traceback(tmp_path: Path, history: Path, how: str, command: list[str],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Random bytes throughout, or the good file overwritten past byte 12288 (its schema still reads)."""
+    data = history.read_bytes()
+    assert len(data) > 2 * 12288
+    noise = random.Random(0).randbytes(len(data))
+    history.write_bytes(noise if how == "random" else data[:12288] + noise[12288:])
+    code, out, err = run(capsys, "--history", str(history), *command)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"pytest-knowledge: cannot use history database {history}: ")
+
+
+def test_runs_shows_a_failed_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "history.db"
+    meta = RunMeta.collect([load_suite(SUITE)], device="cpu", root=tmp_path)
+    with HistoryStore(f"sqlite:///{path}") as store:
+        store.record_run(meta, records(), exit_status=1)
+    code, out, _ = run(capsys, "--history", str(path), "runs")
+    assert code == 0 and out.splitlines()[2].endswith("failed (exit 1)")
 
 
 def test_input_errors_exit_2_with_a_message(tmp_path: Path, history: Path, capsys: pytest.CaptureFixture[str]) -> None:

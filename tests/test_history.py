@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -110,6 +111,49 @@ def test_unusable_urls_are_reported(tmp_path: Path) -> None:
         HistoryStore("::not a url::")
     with pytest.raises(HistoryError, match="cannot use history database"):
         HistoryStore(f"sqlite:///{tmp_path}")  # a folder, not a database file
+
+
+def damaged_history(path: Path, how: str) -> Path:
+    """A history of 400 recorded cases, then damaged: random bytes throughout, or a good file whose
+    pages past byte 12288 are overwritten (its header and schema still read fine)."""
+    with HistoryStore(f"sqlite:///{path}") as store:
+        store.record_run(meta(), [record(f"m-magnitude-{i}-facts") for i in range(400)])
+    size = path.stat().st_size
+    assert size > 4 * 12288
+    noise = random.Random(0).randbytes(size)
+    path.write_bytes(noise if how == "random" else path.read_bytes()[:12288] + noise[12288:])
+    return path
+
+
+@pytest.mark.parametrize("how", ["random", "overwritten"])
+@pytest.mark.parametrize("create", [True, False])
+def test_a_damaged_database_is_refused_when_it_is_opened(tmp_path: Path, how: str, create: bool) -> None:
+    path = damaged_history(tmp_path / "history.db", how)
+    with pytest.raises(HistoryError) as raised:
+        HistoryStore(f"sqlite:///{path}", create=create)
+    message = str(raised.value)
+    assert str(path) in message and "move it away to start a new history" in message and "\n" not in message
+
+
+def test_a_run_stores_pytest_s_exit_status(store: HistoryStore) -> None:
+    passed = store.record_run(meta(), [record()], exit_status=0)
+    failed = store.record_run(meta(), [record()], exit_status=1)
+    interrupted = store.start_run(meta()).id
+    states = {run.id: (run.exit_status, run.state) for run in store.runs()}
+    assert states == {passed: (0, "complete"), failed: (1, "failed (exit 1)"), interrupted: (None, "interrupted")}
+
+
+def test_a_database_from_before_the_exit_status_gets_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with HistoryStore(f"sqlite:///{path}") as store:
+        run_id = store.record_run(meta(), [record()])
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE knowledge_runs DROP COLUMN exit_status")
+    with HistoryStore(f"sqlite:///{path}", create=False) as reopened:
+        [old] = reopened.runs()
+        assert (old.id, old.exit_status, old.state) == (run_id, None, "complete")
+        reopened.record_run(meta(), [record()], exit_status=1)
+        assert [r.exit_status for r in reopened.runs()] == [None, 1]
 
 
 def test_the_default_store_is_created_with_its_folder(tmp_path: Path) -> None:

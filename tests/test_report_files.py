@@ -158,6 +158,20 @@ def test_markdown_report_when_all_is_well(tmp_path: Path) -> None:
     assert "Failing cases" not in text and "Stepping down" not in text
 
 
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_a_failed_session_is_never_headlined_as_a_pass(tmp_path: Path, suffix: str) -> None:
+    """Every recorded case passed, but pytest exited 1 (a crash, another test, an output not written)."""
+    text = write_report(tmp_path / f"summary{suffix}", grid(failing=False), None, exit_status=1).read_text()
+    assert "cases pass" not in text and "pytest exit status 1" in text
+    assert 'class="ok"' not in text
+
+
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_a_session_that_recorded_no_case_is_not_a_pass(tmp_path: Path, suffix: str) -> None:
+    text = write_report(tmp_path / f"summary{suffix}", [], None, exit_status=1).read_text()
+    assert "all 0 cases pass" not in text and "no case was recorded (pytest exit status 1)" in text
+
+
 def test_an_unknown_report_suffix_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match=r"\.html, \.htm or \.md"):
         write_report(tmp_path / "report.pdf", grid(), None)

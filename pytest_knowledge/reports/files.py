@@ -1,7 +1,8 @@
 """Report files: a self-contained HTML page for people, a Markdown summary for pull requests.
 
 Both put what needs attention first: failing cases, then cases whose metric stepped down
-over recent runs although each run passed (see ``history.detect_step``).
+over recent runs although each run passed (see ``history.detect_step``). The headline never
+says "pass" for a session pytest failed, nor for one that recorded no case.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ DRIFT_HEADERS = ("case", "metric", "earlier median", "recent median", "drop", "a
 
 
 def write_report(path: Path, records: Sequence[Record], history: HistoryStore | None, *,
-                 title: str = "Knowledge report", until_run: int | None = None) -> Path:
+                 title: str = "Knowledge report", until_run: int | None = None, exit_status: int | None = None) -> Path:
     """Write HTML (``.html``/``.htm``) or Markdown (``.md``) atomically.
 
     With a history store, cases are also checked for step-downs over their stored runs
     (up to ``until_run`` when reporting on an older run); record the current run first
-    so it is part of that history.
+    so it is part of that history. ``exit_status`` is pytest's: a non-zero one is headlined
+    even when every knowledge case passed.
     """
     suffix = path.suffix.lower()
     if suffix in (".html", ".htm"):
@@ -49,7 +51,7 @@ def write_report(path: Path, records: Sequence[Record], history: HistoryStore | 
     else:
         raise KnowledgeError(f"{path}: a report file must end in .html, .htm or .md")
     series = _series(records, history, until_run)
-    write_atomic(path, render(records, series, title))
+    write_atomic(path, render(records, series, title, exit_status))
     return path
 
 
@@ -88,12 +90,26 @@ def _drift_row(series: CaseSeries, step: Step) -> tuple[str, ...]:
             _fmt(step.allowed), f"#{series.measured[step.recent_start].run_id}")
 
 
-def _headline(records: Sequence[Record], drifting: int) -> str:
+def _headline(records: Sequence[Record], drifting: int, exit_status: int | None) -> str:
     failing = sum(not r.passed for r in records)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(Counter(r.status for r in records).items()))
-    head = f"{failing} of {len(records)} cases failing" if failing else f"all {len(records)} cases pass"
+    if failing:
+        head = f"{failing} of {len(records)} cases failing"
+    elif not records:
+        head = "no case was recorded"
+    elif exit_status:
+        head = f"the session failed (pytest exit status {exit_status}) though none of its {len(records)} cases failed"
+    else:
+        head = f"all {len(records)} cases pass"
+    if exit_status and (failing or not records):
+        head += f" (pytest exit status {exit_status})"
     drift = f"; {drifting} stepping down over recent runs" if drifting else ""
-    return f"{head}{drift} ({counts})"
+    return f"{head}{drift}" + (f" ({counts})" if counts else "")
+
+
+def _bad(records: Sequence[Record], drifting: int, exit_status: int | None) -> bool:
+    """Whether the headline is a warning: anything but every recorded case passing in a passing session."""
+    return bool(exit_status) or not records or drifting > 0 or any(not r.passed for r in records)
 
 
 # -- HTML --------------------------------------------------------------------------------
@@ -103,7 +119,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f3f3f3; }
-tr.fail td, tr.error td, tr.missing td { background: #fde8e8; }
+tr.fail td, tr.error td, tr.crashed td, tr.missing td { background: #fde8e8; }
 tr.improved td, tr.new td, tr.updated td { background: #eef6ee; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
@@ -125,22 +141,25 @@ def _image(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: str) -> str:
+def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: str,
+                exit_status: int | None = None) -> str:
     ordered = _ordered(records)
     failing = [r for r in ordered if not r.passed]
     drifting = _steps(series)
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    verdict_class = "bad" if failing or drifting else "ok"
+    verdict_class = "bad" if _bad(records, len(drifting), exit_status) else "ok"
     parts = [
         f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="{verdict_class}"><strong>{html.escape(_headline(records, len(drifting)))}</strong>'
+        f'<p class="{verdict_class}"><strong>{html.escape(_headline(records, len(drifting), exit_status))}</strong>'
         f" — generated {generated}</p>",
         "<h2>Needs attention</h2>",
     ]
-    if not failing and not drifting:
+    if not _bad(records, len(drifting), exit_status):
         parts.append("<p>Nothing: every case passes and none steps down over its recent runs.</p>")
+    elif not failing and not drifting:
+        parts.append("<p>No case failed, but the session did not pass: see the pytest output.</p>")
     if failing:
         parts.append("<h3>Failing cases</h3>")
         parts.append(_table(ATTENTION_HEADERS, map(_attention_row, failing), (r.status for r in failing)))
@@ -209,12 +228,13 @@ def _history_groups(series: Sequence[CaseSeries], flagged: dict[tuple[str, str],
 # -- Markdown ----------------------------------------------------------------------------
 
 
-def render_markdown(records: Sequence[Record], series: Sequence[CaseSeries], title: str) -> str:
+def render_markdown(records: Sequence[Record], series: Sequence[CaseSeries], title: str,
+                    exit_status: int | None = None) -> str:
     """Short enough for a pull-request comment: problems as tables, the full grid folded away."""
     ordered = _ordered(records)
     failing = [r for r in ordered if not r.passed]
     drifting = _steps(series)
-    lines = [f"### {title}", "", f"**{_headline(records, len(drifting))}**", ""]
+    lines = [f"### {title}", "", f"**{_headline(records, len(drifting), exit_status)}**", ""]
     if failing:
         lines += ["#### Failing cases", "",
                   tabulate(map(_attention_row, failing), headers=ATTENTION_HEADERS, tablefmt="github",

@@ -3,6 +3,10 @@
 It resolves which suites to run, builds collection nodes, runs cases through the
 engine, judges them, and — on the controller only, never on an xdist worker —
 gathers records, writes baselines and prints the table.
+
+Every collected case ends as a record in every output, also one whose worker died or
+that never ran (status ``crashed`` or ``error``), so no output counts fewer cases than
+pytest collected; and an output that cannot be written fails the session.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import SQLAlchemyError
 from tabulate import tabulate
 
 from pytest_knowledge.core.errors import KnowledgeError
@@ -29,6 +35,7 @@ from pytest_knowledge.run.nodes import CaseItem, KnowledgeFailure, SearchItem, S
 from pytest_knowledge.run.sharding import assign_shards, parse_shard, worker_groups
 from pytest_knowledge.stores.baselines import BaselineStore
 from pytest_knowledge.stores.history import (
+    HistoryError,
     HistoryStore,
     RunMeta,
     RunWriter,
@@ -41,6 +48,9 @@ from pytest_knowledge.suite.tolerance import retention_ok, within_baseline
 DEFAULT_SUITE = Path("suites") / "default.yaml"
 RECORD_KEY = "knowledge_record"
 SEARCH_KEY = "knowledge_search"
+CASE_KEY = "knowledge_case"  # (suite, case id) on every report of a case, so a crash report can be placed
+CASES_OUTPUT = "knowledge_cases"  # a worker's collected cases, sent to the controller when it finishes
+RUN_PHASES = ("setup", "call", "teardown")  # xdist reports a crashed worker's case with another phase
 
 
 class KnowledgeSession:
@@ -52,6 +62,12 @@ class KnowledgeSession:
         self.suite_paths = self._suite_paths(config.getoption("knowledge_suite"))
         self.suites: dict[Path, Suite] = {}
         self.records: list[Record] = []
+        self.expected: dict[str, tuple[str, str]] = {}  # node id -> (suite, case id) of every collected case
+        self.recorded: set[str] = set()  # node ids that reported a record
+        self.unrecorded: dict[str, pytest.TestReport] = {}  # a case's first failed or skipped report without a record
+        self.problems: list[str] = []  # outputs that could not be written; they fail the session
+        self.written: list[Path] = []  # baseline files written
+        self.reports_written: list[Path] = []
         self.is_worker = hasattr(config, "workerinput")
         self.cache = ResultCache(
             self._path(config.getoption("knowledge_cache") or config.getini("knowledge_cache")),
@@ -118,6 +134,16 @@ class KnowledgeSession:
         if getattr(self.config.option, "dist", "no") == "load":
             self.config.option.dist = "loadgroup"
 
+    def open_history(self) -> None:
+        """Open and check the history before any case runs (controller only), so a damaged database
+        stops the session with one message instead of failing after its first case."""
+        if self.history_url is None or self.is_worker or self.config.option.collectonly:
+            return
+        try:
+            self._history = HistoryStore(self.history_url)
+        except HistoryError as error:
+            raise HistoryError(f"{error} (or run without history: --knowledge-no-history)") from None
+
     def load_all(self) -> None:
         """Validate every suite up front, so a bad one stops the run before anything executes."""
         for path in self.suite_paths:
@@ -136,6 +162,22 @@ class KnowledgeSession:
         node.suite = self.load(file_path.resolve())
         node.knowledge = self
         return node
+
+    def collected(self, items: list[pytest.Item]) -> None:
+        """Remember every case this session runs (after -k and shard selection) and tag its reports
+        with the case, so the controller can account for a case whose worker died before reporting."""
+        for item in items:
+            if isinstance(item, CaseItem) and not isinstance(item, SearchItem):
+                identity = (item.case.suite, item.case.id)
+                self.expected[item.nodeid] = identity
+                item.user_properties.append((CASE_KEY, list(identity)))
+        if self.is_worker:
+            self.config.workeroutput[CASES_OUTPUT] = {nodeid: list(i) for nodeid, i in self.expected.items()}  # type: ignore[attr-defined]
+
+    def worker_finished(self, output: dict[str, Any]) -> None:
+        """A worker's collected cases (every worker collects all of them), including cases no worker started."""
+        for nodeid, identity in output.get(CASES_OUTPUT, {}).items():
+            self.expected.setdefault(nodeid, (identity[0], identity[1]))
 
     def order(self, items: list[pytest.Item]) -> None:
         """Keep each model's cases together, keep only this shard's cases, and group them
@@ -165,12 +207,12 @@ class KnowledgeSession:
     def run_item(self, item: CaseItem) -> None:
         case = item.case
         try:
+            stored = self.store.get(case.suite, case.model.name, case.id)  # an unreadable file fails before the run
             result = self.engine.run(case)
         except KnowledgeError as error:
             item.user_properties.append((RECORD_KEY, error_record(case, str(error)).to_json()))
             raise
         baseline_file = self.store.path(case.suite, case.model.name)
-        stored = self.store.get(case.suite, case.model.name, case.id)
         record = judge(case, result, stored, self.update, os.path.relpath(baseline_file, self.rootpath))
         item.user_properties.append((RECORD_KEY, record.to_json()))
         for key in ("metric", "current", "baseline", "delta", "dense", "status"):
@@ -203,45 +245,116 @@ class KnowledgeSession:
     # -- controller side ------------------------------------------------------------------
     def _history_run(self) -> RunWriter | None:
         """The history run of this session, opened at its first result so --co records nothing."""
-        if self._run is None and self.history_url is not None:
-            self._history = HistoryStore(self.history_url)
+        if self._run is None and self._history is not None:
             device = ",".join(self.devices()) or "cpu"
             self._run = self._history.start_run(RunMeta.collect(self.suites.values(), device, self.rootpath))
         return self._run
+
+    def _to_history(self, records: list[Record]) -> None:
+        """Add cases to the history run; a database that fails mid-session is reported, and the session
+        goes on without it rather than dying with an internal error."""
+        if self._history is None or not records:
+            return
+        try:
+            self._history_run().add(records)  # type: ignore[union-attr]
+        except SQLAlchemyError as error:
+            self.problems.append(f"history {self._history.url}: stopped recording this run: "
+                                 f"{getattr(error, 'orig', None) or error}")
+            self._history.close()
+            self._history = self._run = None
 
     def on_report(self, report: pytest.TestReport) -> None:
         """Collect a case's record (controller only: workers' reports reach it over xdist)."""
         if self.is_worker:
             return
         for key, value in report.user_properties:
+            if key == CASE_KEY:
+                self.expected.setdefault(report.nodeid, (value[0], value[1]))
             if key == SEARCH_KEY and report.when == "call":
                 self.searches.append(value)
             if key == RECORD_KEY and report.when == "call":
                 record = Record(**value)
                 self.records.append(record)
-                run = self._history_run()
-                if run is not None:
-                    run.add([record])  # one transaction per case: an interrupted session keeps what ran
+                self.recorded.add(report.nodeid)
+                self._to_history([record])  # one transaction per case: an interrupted session keeps what ran
+        if not report.passed and report.nodeid not in self.recorded:
+            self.unrecorded.setdefault(report.nodeid, report)
 
-    def finish(self) -> None:
-        """Write baselines from the records (controller only) after every case has reported."""
+    def _unrecorded_records(self) -> list[Record]:
+        """A record for every collected case that reported none: crashed, failed outside the
+        measurement, or never run; a skipped case stays a skip, and --co runs nothing."""
+        if self.config.option.collectonly:
+            return []
+        cases = {(case.suite, case.id): case for suite in self.suites.values() for case in suite.cases()}
+        records = []
+        for nodeid, identity in self.expected.items():
+            report = self.unrecorded.get(nodeid)
+            if nodeid in self.recorded or identity not in cases or (report is not None and report.skipped):
+                continue
+            if report is None:
+                message = (f"{nodeid} did not run: the session ended before it (stopped early by -x, --maxfail "
+                           "or an interrupt, or its worker could not be restarted)")
+                records.append(error_record(cases[identity], message))
+            elif report.when not in RUN_PHASES:
+                message = (f"{report.longreprtext}: the process running it died (killed, out of memory, or a "
+                           "crash in native code) before it reported a result")
+                records.append(replace(error_record(cases[identity], message), status="crashed"))
+            else:
+                crash = getattr(report.longrepr, "reprcrash", None)  # the exception's one-line message
+                detail = crash.message if crash is not None else report.longreprtext.strip()
+                records.append(error_record(cases[identity], f"{nodeid} failed in {report.when} before it "
+                                                             f"reported a result: {detail}"))
+        return records
+
+    def _write(self, what: str, write: Callable[[], object]) -> bool:
+        """Run one output's write; a failure is reported in the summary and fails the session."""
+        try:
+            write()
+        except (KnowledgeError, OSError, SQLAlchemyError) as error:
+            self.problems.append(f"{what} not written: {getattr(error, 'orig', None) or error}")
+            return False
+        return True
+
+    def finish(self, exitstatus: int) -> int:
+        """Account for every collected case, then write baselines, results, reports and the history run
+        (controller only) after every case has reported; return the session's exit status, a failing one
+        when an output could not be written."""
         if self.is_worker:
-            return
+            return exitstatus
+        unrecorded = self._unrecorded_records()
+        self.records += unrecorded
+        self._to_history(unrecorded)
         if self.update:
-            update_baselines(self.store, self.records)
+            update = update_baselines(self.store, self.records)
+            self.written = update.written
+            self.problems += update.failed
         results = self.config.getoption("knowledge_results")
         if results:
             meta = {"suites": [str(p) for p in self.suite_paths], "shard": self.config.getoption("knowledge_shard")}
-            write_results(self._path(results), self.records, meta)
-        if self._run is not None:
-            self._run.finish()
-        for path in self.reports:
-            write_report(path, self.records, self._history)
+            self._write("results file", lambda: write_results(self._path(results), self.records, meta))
         facts = self.config.getoption("knowledge_facts")
         if facts:
-            export_facts(self._path(facts), self.records)
+            self._write("facts export", lambda: export_facts(self._path(facts), self.records))
+        status = self._status(exitstatus)
+        for path in self.reports:
+            if self._write("report", lambda path=path: write_report(path, self.records, self._history,
+                                                                    exit_status=status)):
+                self.reports_written.append(path)
+        status = self._status(status)
+        if self._run is not None:
+            try:
+                self._run.finish(status)
+            except SQLAlchemyError as error:
+                self.problems.append(f"history {self._history.url}: run {self._run.id} not closed: "  # type: ignore[union-attr]
+                                     f"{getattr(error, 'orig', None) or error}")
+                status = self._status(status)
         if self._history is not None:
             self._history.close()
+        return status
+
+    def _status(self, exitstatus: int) -> int:
+        """pytest's exit status, made failing when an output could not be written."""
+        return int(pytest.ExitCode.TESTS_FAILED) if self.problems and not exitstatus else int(exitstatus)
 
     def stale_entries(self) -> list[str]:
         """Stored entries no case of the loaded suites uses (with -k, deselected cases still count as used)."""
@@ -269,9 +382,9 @@ class KnowledgeSession:
             for r in records:
                 counts[r.status] += 1
             reporter.write_line(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-            if self.update:
+            if self.written:
                 reporter.write_line(f"baselines written under {self.store.root}")
-            for path in self.reports:
+            for path in self.reports_written:
                 reporter.write_line(f"knowledge report: {path}")
         if self.searches:
             reporter.write_sep("=", "largest safe ratio (passing the tolerance against dense)")
@@ -284,3 +397,7 @@ class KnowledgeSession:
             reporter.write_sep("-", f"{len(stale)} baseline entries not used by any case")
             for line in stale:
                 reporter.write_line(f"  {line}")
+        if self.problems:
+            reporter.write_sep("!", "knowledge outputs failed (the session fails)", red=True)
+            for problem in self.problems:
+                reporter.write_line(f"ERROR: {problem}", red=True)

@@ -4,6 +4,10 @@
 {case_id: entry}}``. An entry records the metric, value, number of examples, the
 per-example outcomes, the model fingerprint, library versions and the date, so a
 reviewer can read a baseline diff in a pull request.
+
+Several processes may update one file at once (sharded CI jobs merging into one checkout,
+``pytest-knowledge baselines prune`` beside a session): each read-modify-write holds a
+lock file beside the baseline, and the new text replaces the old one atomically.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from pytest_knowledge.core.errors import BaselineError
 from pytest_knowledge.core.files import dump_json, write_atomic
 
 FORMAT = 1
 REQUIRED = ("metric", "value", "n", "higher_is_better", "fingerprint")
+LOCK_TIMEOUT = 120.0  # seconds; a writer holds the lock only while it rewrites one file
 
 
 class BaselineStore:
@@ -58,12 +65,27 @@ class BaselineStore:
         return self.entries(suite, model).get(case_id)
 
     def write(self, suite: str, model: str, updates: dict[str, dict[str, Any]], remove: set[str] = frozenset()) -> Path:
-        """Merge ``updates`` into the file (re-read from disk, so nothing stored is dropped) and write it atomically."""
+        """Merge ``updates`` into the file and replace it atomically, under the file's lock, so an
+        entry another process wrote between our read and our write is never dropped."""
         path = self.path(suite, model)
-        entries = dict(self._read(path, suite, model))
-        entries.update(updates)
-        for case_id in remove:
-            entries.pop(case_id, None)
-        write_atomic(path, dump_json({"format": FORMAT, "suite": suite, "model": model, "entries": entries}))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(lock_path(path), timeout=LOCK_TIMEOUT):
+                entries = dict(self._read(path, suite, model))
+                entries.update(updates)
+                for case_id in remove:
+                    entries.pop(case_id, None)
+                write_atomic(path, dump_json({"format": FORMAT, "suite": suite, "model": model, "entries": entries}))
+        except Timeout:
+            raise BaselineError(f"{path}: another process held {lock_path(path)} for {LOCK_TIMEOUT:g} s; "
+                                "if none is running, delete that lock file") from None
+        except OSError as error:
+            raise BaselineError(f"cannot write baselines under {self.root}: {error}; make the folder writable "
+                                "or choose another baseline folder") from None
         self._files[(suite, model)] = entries
         return path
+
+
+def lock_path(path: Path) -> Path:
+    """The lock beside a baseline file (the baseline itself is replaced on write, so it cannot hold a lock)."""
+    return path.with_name(f".{path.name}.lock")

@@ -7,7 +7,8 @@ the commit that caused a drop. Any SQLAlchemy URL works: SQLite at
 write to one database. The schema is created on first use and carries a version.
 
 A run is written in steps — the run row first, then cases in transactions, then its
-finish time — so a session that is interrupted keeps what it recorded.
+finish time and pytest's exit status — so a session that is interrupted keeps what it
+recorded. A damaged SQLite file is refused when it is opened, before a session runs a case.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pytest_knowledge.suite.tolerance import EPSILON, Tolerance, worsening
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".knowledge") / "history.db"
 DEFAULT_WINDOW = 3
-FAILING = ("fail", "error")
+FAILING = ("fail", "error", "crashed")
 # Branch names CI systems set when they check out a detached commit.
 CI_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "BRANCH_NAME")
 
@@ -61,6 +62,7 @@ runs_table = sa.Table(
     sa.Column("platform", sa.String(256), nullable=False),
     sa.Column("device", sa.String(256), nullable=False),
     sa.Column("versions", sa.JSON, nullable=False),
+    sa.Column("exit_status", sa.Integer),  # pytest's exit status; empty for an interrupted run
 )
 
 cases_table = sa.Table(
@@ -192,11 +194,20 @@ class RunInfo:
     versions: dict[str, str]
     statuses: dict[str, int]
     models: dict[str, tuple[str, ...]]
+    exit_status: int | None = None
 
     @property
     def complete(self) -> bool:
         """False for a run that was interrupted (or is still going)."""
         return self.finished_at is not None
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``failed`` (pytest exited non-zero) or ``interrupted`` (no finish time, or pytest's
+        interrupted status 2)."""
+        if not self.complete or self.exit_status == 2:
+            return "interrupted"
+        return "complete" if not self.exit_status else f"failed (exit {self.exit_status})"
 
     @property
     def cases(self) -> int:
@@ -371,10 +382,11 @@ class RunWriter:
         )
         return row
 
-    def finish(self) -> None:
-        """Mark the run complete; a run without a finish time was interrupted."""
+    def finish(self, exit_status: int | None = None) -> None:
+        """Mark the run complete with pytest's exit status; a run without a finish time was interrupted."""
         with self.store.engine.begin() as conn:
-            conn.execute(sa.update(runs_table).where(runs_table.c.id == self.id).values(finished_at=_now()))
+            conn.execute(sa.update(runs_table).where(runs_table.c.id == self.id)
+                         .values(finished_at=_now(), exit_status=exit_status))
 
 
 class HistoryStore:
@@ -391,20 +403,36 @@ class HistoryStore:
             raise HistoryError(f"history URL {url!r}: {error}") from None
         self.url = parsed.render_as_string(hide_password=True)
         options: dict[str, Any] = {}
+        path: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database)
             if not create and not path.exists():
                 raise HistoryError(f"no history database at {path}; a knowledge session creates it")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise HistoryError(f"cannot create the folder of history database {path}: {error}") from None
             options["connect_args"] = {"timeout": 30}  # another session may be writing
         try:
             self.engine = sa.create_engine(parsed, **options)
         except (sa.exc.ArgumentError, ImportError) as error:  # unknown dialect, driver not installed
             raise HistoryError(f"cannot use history database {self.url}: {error}") from None
         try:
+            if path is not None and path.exists():
+                self._check_integrity(path)
             self._open_schema(create)
         except sa.exc.DBAPIError as error:
-            raise HistoryError(f"cannot use history database {self.url}: {error.orig}") from None
+            detail = "; move it away to start a new history" if path is not None else ""
+            raise HistoryError(f"cannot use history database {path or self.url}: {error.orig}{detail}") from None
+
+    def _check_integrity(self, path: Path) -> None:
+        """SQLite reads a damaged page only when a query reaches it, which may be mid-session; check
+        every page now, so a damaged file is refused before anything runs."""
+        with self.engine.connect() as conn:
+            problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise HistoryError(f"cannot use history database {path}: it is damaged ({problems[0]}); "
+                               "move it away to start a new history")
 
     def _open_schema(self, create: bool) -> None:
         """Create the tables on first use and refuse a database written with another schema version."""
@@ -424,6 +452,22 @@ class HistoryStore:
                 f"{self.url} has history schema version {stored}, this pytest-knowledge reads version "
                 f"{SCHEMA_VERSION}; use a matching pytest-knowledge or another database"
             )
+        try:
+            self._add_columns()
+        except sa.exc.DBAPIError:  # another job added them at the same moment
+            self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Add the nullable columns a newer release introduced to tables an older one created;
+        old rows read them as empty, so the schema version stays."""
+        with self.engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            for table in metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present and column.nullable:
+                        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                             f"{column.type.compile(dialect=conn.dialect)}")
 
     def _create_schema(self) -> None:
         """Tables and version row in one transaction, so a racing job sees both or neither."""
@@ -454,19 +498,21 @@ class HistoryStore:
             run_id: int = conn.execute(sa.insert(runs_table).values(**values)).inserted_primary_key[0]  # type: ignore[index]
         return RunWriter(self, run_id, meta)
 
-    def record_run(self, meta: RunMeta, records: Iterable[Record]) -> int:
+    def record_run(self, meta: RunMeta, records: Iterable[Record], exit_status: int | None = None) -> int:
         """A whole run at once: run row, cases, finish time."""
         run = self.start_run(meta)
         run.add(records)
-        run.finish()
+        run.finish(exit_status)
         return run.id
 
     # -- reading -------------------------------------------------------------------------
-    def runs(self, last: int | None = None) -> list[RunInfo]:
-        """Runs oldest first (only the ``last`` newest when given)."""
+    def runs(self, last: int | None = None, only: int | None = None) -> list[RunInfo]:
+        """Runs oldest first (only the ``last`` newest, or only run ``only``, when given)."""
         query = sa.select(runs_table).order_by(runs_table.c.id.desc())
         if last is not None:
             query = query.limit(last)
+        if only is not None:
+            query = query.where(runs_table.c.id == only)
         with self.engine.connect() as conn:
             rows = list(reversed(conn.execute(query).all()))
             ids = [r.id for r in rows]
@@ -487,6 +533,7 @@ class HistoryStore:
                 git_commit=r.git_commit, git_branch=r.git_branch, git_dirty=r.git_dirty, host=r.host,
                 platform=r.platform, device=r.device, versions=dict(r.versions), statuses=dict(statuses[r.id]),
                 models={m: tuple(sorted(f)) for m, f in sorted(models[r.id].items())},
+                exit_status=r.exit_status,
             )
             for r in rows
         ]

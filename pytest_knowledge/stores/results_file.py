@@ -67,13 +67,28 @@ def merge(paths: list[Path]) -> Merged:
     return merged
 
 
-def update_baselines(store: BaselineStore, records: list[Record]) -> list[Path]:
-    """Write the entries of new and updated records, one atomic write per baseline file."""
+@dataclass
+class BaselineUpdate:
+    """Files an update wrote, and why the others could not be written."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def update_baselines(store: BaselineStore, records: list[Record]) -> BaselineUpdate:
+    """Write the entries of new and updated records, one atomic write per baseline file; a file
+    that cannot be written is reported and the others are still written."""
     grouped: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
     for record in records:
         if record.entry is not None and record.status in ("new", "updated"):
             grouped[(record.suite, record.model)][record.case_id] = record.entry
-    return [store.write(suite, model, entries) for (suite, model), entries in sorted(grouped.items())]
+    update = BaselineUpdate()
+    for (suite, model), entries in sorted(grouped.items()):
+        try:
+            update.written.append(store.write(suite, model, entries))
+        except KnowledgeError as error:
+            update.failed.append(str(error))
+    return update
 
 
 def missing_records(records: list[Record], suites: list[Suite]) -> list[Record]:

@@ -249,7 +249,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"conflict: {conflict}", file=sys.stderr)
     for record in missing:
         print(f"missing: {record.suite}/{record.case_id} is in no results file", file=sys.stderr)
-    failed = [r for r in records if not r.passed]
+    failed = [r for r in records if r.failed]
     for record in failed:
         print(f"not passing: {record.suite}/{record.case_id} ({record.status})", file=sys.stderr)
     print(f"{len(merged.records)} cases from {len(args.results)} files, {len(failed)} not passing, "

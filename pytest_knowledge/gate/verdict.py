@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pytest_knowledge.engine.engine import CaseResult
     from pytest_knowledge.suite.parse import Case
 PASSING = ("pass", "improved", "new", "updated", "unchanged")
+SKIPPED = "skipped"
 SHOWN_FACTS = 10
 
 
@@ -62,6 +63,11 @@ class Record:
     @property
     def passed(self) -> bool:
         return self.status in PASSING
+
+    @property
+    def failed(self) -> bool:
+        """Neither passed nor skipped (a case this machine cannot run is neither)."""
+        return not self.passed and self.status != SKIPPED
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,11 +249,11 @@ def _as_entry(result: BenchmarkResult) -> dict[str, Any]:
     return {"value": result.value, "outcomes": result.outcomes, "extra": result.extra}
 
 
-def error_record(case: Case, message: str) -> Record:
-    """A case that could not be measured (model failed to load, NaN output, ...)."""
+def error_record(case: Case, message: str, status: str = "error") -> Record:
+    """A case that could not be measured (model failed to load, NaN output, ...), or was skipped."""
     return Record(
         suite=case.suite, case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
         benchmark=case.benchmark.name, metric="", higher_is_better=True, n=0, dense=None, baseline=None,
-        current=None, delta=None, retention=None, status="error", message=message, method_report="",
+        current=None, delta=None, retention=None, status=status, message=message, method_report="",
         seconds=0.0, entry=None,
     )

@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.files import write_atomic
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.verdict import SKIPPED, Record
 from pytest_knowledge.reports.table import HEADERS, rows
 from pytest_knowledge.stores.history import (
     DEFAULT_WINDOW,
@@ -91,7 +91,7 @@ def _drift_row(series: CaseSeries, step: Step) -> tuple[str, ...]:
 
 
 def _headline(records: Sequence[Record], drifting: int, exit_status: int | None) -> str:
-    failing = sum(not r.passed for r in records)
+    failing = sum(r.failed for r in records)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(Counter(r.status for r in records).items()))
     if failing:
         head = f"{failing} of {len(records)} cases failing"
@@ -99,6 +99,9 @@ def _headline(records: Sequence[Record], drifting: int, exit_status: int | None)
         head = "no case was recorded"
     elif exit_status:
         head = f"the session failed (pytest exit status {exit_status}) though none of its {len(records)} cases failed"
+    elif any(r.status == SKIPPED for r in records):
+        skipped = sum(r.status == SKIPPED for r in records)
+        head = f"{len(records) - skipped} of {len(records)} cases pass, {skipped} skipped on this machine"
     else:
         head = f"all {len(records)} cases pass"
     if exit_status and (failing or not records):
@@ -109,7 +112,7 @@ def _headline(records: Sequence[Record], drifting: int, exit_status: int | None)
 
 def _bad(records: Sequence[Record], drifting: int, exit_status: int | None) -> bool:
     """Whether the headline is a warning: anything but every recorded case passing in a passing session."""
-    return bool(exit_status) or not records or drifting > 0 or any(not r.passed for r in records)
+    return bool(exit_status) or not records or drifting > 0 or any(r.failed for r in records)
 
 
 # -- HTML --------------------------------------------------------------------------------

@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy.exc import SQLAlchemyError
 from tabulate import tabulate
 
-from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.errors import KnowledgeError, Unavailable
 from pytest_knowledge.engine.cache import ResultCache
 from pytest_knowledge.engine.devices import cuda_count, pin_worker, visible_devices
 from pytest_knowledge.engine.engine import Engine
 from pytest_knowledge.engine.ratio_search import find_max_ratio
-from pytest_knowledge.gate.verdict import Record, error_record, judge
+from pytest_knowledge.gate.verdict import SKIPPED, Record, error_record, judge
 from pytest_knowledge.reports.files import write_report
 from pytest_knowledge.reports.table import export_facts, table
 from pytest_knowledge.run.nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
@@ -209,6 +209,9 @@ class KnowledgeSession:
         try:
             stored = self.store.get(case.suite, case.model.name, case.id)  # an unreadable file fails before the run
             result = self.engine.run(case)
+        except Unavailable as reason:  # this machine cannot run it: a skip with the reason, in every output
+            item.user_properties.append((RECORD_KEY, error_record(case, str(reason), SKIPPED).to_json()))
+            pytest.skip(str(reason))
         except KnowledgeError as error:
             item.user_properties.append((RECORD_KEY, error_record(case, str(error)).to_json()))
             raise

@@ -24,7 +24,7 @@ from pytest_knowledge.stores.history import (
     DEFAULT_WINDOW,
     CaseSeries,
     HistoryStore,
-    Step,
+    StepChange,
 )
 from pytest_knowledge.suite.parse import DENSE
 
@@ -69,7 +69,7 @@ def _ordered(records: Iterable[Record]) -> list[Record]:
                                           r.ratio or 0))
 
 
-def _steps(series: Iterable[CaseSeries]) -> list[tuple[CaseSeries, Step]]:
+def _steps(series: Iterable[CaseSeries]) -> list[tuple[CaseSeries, StepChange]]:
     found = ((s, s.step(DEFAULT_WINDOW)) for s in series)
     return [(s, step) for s, step in found if step is not None]
 
@@ -85,7 +85,7 @@ def _attention_row(r: Record) -> tuple[str, ...]:
             _fmt(r.delta, signed=True), _fmt(r.retention))
 
 
-def _drift_row(series: CaseSeries, step: Step) -> tuple[str, ...]:
+def _drift_row(series: CaseSeries, step: StepChange) -> tuple[str, ...]:
     return (series.case_id, series.metric, _fmt(step.earlier), _fmt(step.recent), _fmt(step.drop),
             _fmt(step.allowed), f"#{series.measured[step.recent_start].run_id}")
 
@@ -217,7 +217,7 @@ def _benchmark_groups(ordered: Sequence[Record]) -> list[list[Record]]:
     return [g for g in groups.values() if any(r.current is not None for r in g)]
 
 
-def _history_groups(series: Sequence[CaseSeries], flagged: dict[tuple[str, str], Step]) -> list[list[CaseSeries]]:
+def _history_groups(series: Sequence[CaseSeries], flagged: dict[tuple[str, str], StepChange]) -> list[list[CaseSeries]]:
     """Series with at least two measured runs, per suite, model, method and benchmark; flagged groups first."""
     groups: dict[tuple[str, str, str, str], list[CaseSeries]] = defaultdict(list)
     for s in series:

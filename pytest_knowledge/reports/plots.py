@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pytest_knowledge.gate.verdict import Record
-from pytest_knowledge.stores.history import FAILING, CaseSeries, Step
+from pytest_knowledge.stores.history import FAILING, CaseSeries, StepChange
 from pytest_knowledge.suite.parse import DENSE, format_ratio
 
 DPI = 100
@@ -78,7 +78,7 @@ def benchmark_figure(records: Sequence[Record]) -> bytes:
     return _png(figure)
 
 
-def history_figure(series: Sequence[CaseSeries], steps: dict[str, Step]) -> bytes:
+def history_figure(series: Sequence[CaseSeries], steps: dict[str, StepChange]) -> bytes:
     """One method's cases over runs (one line per ratio); failed runs get a red cross.
 
     ``steps`` maps case ids to detected step-downs, drawn as a shaded band over the

@@ -11,17 +11,13 @@ finish time and pytest's exit status — so a session that is interrupted keeps 
 recorded. A damaged SQLite file is refused when it is opened, before a session runs a case.
 """
 
+
 from __future__ import annotations
 
 import datetime as dt
-import os
-import platform
-import socket
-import statistics
-import subprocess
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,78 +25,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.core.versions import describe_versions
 from pytest_knowledge.gate.verdict import Record
-from pytest_knowledge.suite.parse import Suite
-from pytest_knowledge.suite.tolerance import EPSILON, Tolerance, worsening
+from pytest_knowledge.stores.history.drift import (
+    FAILING,
+    CaseDelta,
+    CasePoint,
+    CaseSeries,
+    compare_rows,
+    row_tolerance,
+)
+from pytest_knowledge.stores.history.run_meta import RunMeta, now, utc
+from pytest_knowledge.stores.history.schema import (
+    RECORD_COLUMNS,
+    SCHEMA_VERSION,
+    cases_table,
+    metadata,
+    runs_table,
+    schema_table,
+)
 
-SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".knowledge") / "history.db"
-DEFAULT_WINDOW = 3
-FAILING = ("fail", "error", "crashed")
-# Branch names CI systems set when they check out a detached commit.
-CI_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "BRANCH_NAME")
-
-metadata = sa.MetaData()
-
-schema_table = sa.Table(
-    "knowledge_schema", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(256), nullable=False),
-)
-
-runs_table = sa.Table(
-    "knowledge_runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("suites", sa.JSON, nullable=False),
-    sa.Column("git_commit", sa.String(64)),
-    sa.Column("git_branch", sa.String(256)),
-    sa.Column("git_dirty", sa.Boolean),
-    sa.Column("host", sa.String(256), nullable=False),
-    sa.Column("platform", sa.String(256), nullable=False),
-    sa.Column("device", sa.String(256), nullable=False),
-    sa.Column("versions", sa.JSON, nullable=False),
-    sa.Column("exit_status", sa.Integer),  # pytest's exit status; empty for an interrupted run
-)
-
-cases_table = sa.Table(
-    "knowledge_cases", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("knowledge_runs.id"), nullable=False, index=True),
-    sa.Column("suite", sa.String(256), nullable=False),
-    sa.Column("case_id", sa.String(512), nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
-    sa.Column("method", sa.String(256), nullable=False),
-    sa.Column("ratio", sa.Float),
-    sa.Column("benchmark", sa.String(256), nullable=False),
-    sa.Column("metric", sa.String(128), nullable=False),
-    sa.Column("higher_is_better", sa.Boolean, nullable=False),
-    sa.Column("n", sa.Integer, nullable=False),
-    sa.Column("dense", sa.Float),
-    sa.Column("baseline", sa.Float),
-    sa.Column("current", sa.Float),
-    sa.Column("delta", sa.Float),
-    sa.Column("retention", sa.Float),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("from_cache", sa.Boolean, nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("method_report", sa.Text, nullable=False),
-    sa.Column("seconds", sa.Float, nullable=False),
-    sa.Column("fingerprint", sa.String(64)),
-    sa.Column("entry", sa.JSON),
-    sa.Column("tol_abs", sa.Float),
-    sa.Column("tol_rel", sa.Float),
-    sa.Column("tol_min_retention", sa.Float),
-    sa.Index("ix_knowledge_cases_case", "suite", "case_id"),
-)
-
-# Record fields stored one-to-one as columns of the same name.
-RECORD_COLUMNS = (
-    "suite", "case_id", "model", "method", "ratio", "benchmark", "metric", "higher_is_better", "n", "dense",
-    "baseline", "current", "delta", "retention", "status", "message", "method_report", "seconds", "entry",
-)
 
 
 class HistoryError(KnowledgeError):
@@ -116,67 +60,6 @@ def history_url(value: str | Path | None, root: Path) -> str:
     path = Path(value)
     return f"sqlite:///{path if path.is_absolute() else root / path}"
 
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-# -- what a run records about where it ran -----------------------------------------------
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def git_state(root: Path) -> tuple[str | None, str | None, bool | None]:
-    """Commit, branch and whether tracked files differ from it; all None outside a git checkout."""
-    commit = _git(root, "rev-parse", "HEAD")
-    if commit is None:
-        return None, None, None
-    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
-    if branch in (None, "HEAD"):
-        branch = next((os.environ[v] for v in CI_BRANCH_VARIABLES if os.environ.get(v)), None)
-    changes = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return commit, branch, None if changes is None else bool(changes)
-
-
-@dataclass(frozen=True)
-class RunMeta:
-    """Where and on what a session ran; model fingerprints are stored per case, as they are measured."""
-
-    suites: tuple[str, ...]
-    device: str
-    started_at: dt.datetime = field(default_factory=_now)
-    git_commit: str | None = None
-    git_branch: str | None = None
-    git_dirty: bool | None = None
-    host: str = ""
-    platform: str = ""
-    versions: Mapping[str, str] = field(default_factory=dict)
-    tolerances: Mapping[tuple[str, str], Tolerance] = field(default_factory=dict)
-
-    @classmethod
-    def collect(cls, suites: Iterable[Suite], device: str, root: Path | None = None) -> RunMeta:
-        """Gather git state of ``root`` (default: the working directory), host, versions and case tolerances."""
-        suites = list(suites)
-        commit, branch, dirty = git_state(root or Path.cwd())
-        return cls(
-            suites=tuple(s.name for s in suites), device=device, git_commit=commit, git_branch=branch,
-            git_dirty=dirty, host=socket.gethostname(), platform=platform.platform(), versions=describe_versions(),
-            tolerances={(s.name, case.id): case.tolerance for s in suites for case in s.cases()},
-        )
-
-
-# -- what is read back -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -218,142 +101,6 @@ class RunInfo:
         return sum(self.statuses.get(s, 0) for s in FAILING)
 
 
-@dataclass(frozen=True)
-class CasePoint:
-    """One case's result in one run."""
-
-    run_id: int
-    started_at: dt.datetime
-    git_commit: str | None
-    value: float | None
-    n: int
-    status: str
-    from_cache: bool
-
-
-@dataclass(frozen=True)
-class Step:
-    """The recent runs' median is worse than the earlier runs' median by more than the tolerance allows.
-
-    ``earlier_start`` and ``recent_start`` index the series the step was found in.
-    """
-
-    earlier: float
-    recent: float
-    drop: float
-    allowed: float
-    earlier_start: int
-    recent_start: int
-
-
-def detect_step(values: Sequence[float], higher_is_better: bool, tolerance: Tolerance,
-                window: int = DEFAULT_WINDOW) -> Step | None:
-    """Compare the median of the recent runs with the median of the runs before them.
-
-    The recent window is the last ``window`` values, shrunk to the largest odd size that
-    leaves at least one earlier value (an odd window keeps its median robust to a single
-    outlier); the earlier window is up to ``window`` values before it. A step is reported
-    when the recent median is worse than the earlier one by more than
-    ``tolerance.allowed_drop(earlier median)``.
-    """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    if len(values) < 2:
-        return None
-    recent_size = min(window, len(values) - 1)
-    if recent_size % 2 == 0:
-        recent_size -= 1
-    earlier_size = min(window, len(values) - recent_size)
-    recent_start = len(values) - recent_size
-    earlier_start = recent_start - earlier_size
-    earlier = statistics.median(values[earlier_start:recent_start])
-    recent = statistics.median(values[recent_start:])
-    drop = worsening(recent, earlier, higher_is_better)
-    allowed = tolerance.allowed_drop(earlier)
-    if drop <= allowed + EPSILON:
-        return None
-    return Step(earlier, recent, drop, allowed, earlier_start, recent_start)
-
-
-@dataclass(frozen=True)
-class CaseSeries:
-    """One case's results over runs, oldest first."""
-
-    suite: str
-    case_id: str
-    model: str
-    method: str
-    ratio: float | None
-    benchmark: str
-    metric: str
-    higher_is_better: bool
-    tolerance: Tolerance | None
-    points: tuple[CasePoint, ...]
-
-    @property
-    def measured(self) -> tuple[CasePoint, ...]:
-        """The points with a value (errors have none); a ``Step`` indexes these."""
-        return tuple(p for p in self.points if p.value is not None)
-
-    def step(self, window: int = DEFAULT_WINDOW) -> Step | None:
-        """A step down over recent runs; without a stored tolerance any worsening counts."""
-        values = [p.value for p in self.measured]
-        return detect_step(values, self.higher_is_better, self.tolerance or Tolerance(), window)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class CaseDelta:
-    """One case compared between two runs."""
-
-    suite: str
-    case_id: str
-    metric: str
-    higher_is_better: bool
-    before: float | None
-    after: float | None
-    allowed: float | None
-    verdict: str  # regressed, improved, same, error, recovered, changed-metric, added, removed
-
-    @property
-    def delta(self) -> float | None:
-        return None if self.before is None or self.after is None else self.after - self.before
-
-    @property
-    def regressed(self) -> bool:
-        return self.verdict in ("regressed", "error")
-
-
-def _tolerance(row: Any) -> Tolerance | None:
-    if row.tol_abs is None:
-        return None
-    return Tolerance(row.tol_abs, row.tol_rel, row.tol_min_retention)
-
-
-def _compare_rows(a: Any, b: Any) -> CaseDelta:
-    row = b if b is not None else a
-    tolerance = _tolerance(row) or Tolerance()
-    before = a.current if a is not None else None
-    after = b.current if b is not None else None
-    common = dict(suite=row.suite, case_id=row.case_id, metric=row.metric, higher_is_better=row.higher_is_better,
-                  before=before, after=after)
-    if a is None:
-        return CaseDelta(**common, allowed=None, verdict="added")
-    if b is None:
-        return CaseDelta(**common, allowed=None, verdict="removed")
-    if after is None:
-        return CaseDelta(**common, allowed=None, verdict="error")
-    if before is None:
-        return CaseDelta(**common, allowed=None, verdict="recovered")
-    if a.metric != b.metric:
-        return CaseDelta(**common, allowed=None, verdict="changed-metric")
-    allowed = tolerance.allowed_drop(before)
-    drop = worsening(after, before, row.higher_is_better)
-    verdict = "regressed" if drop > allowed + EPSILON else "improved" if -drop > allowed + EPSILON else "same"
-    return CaseDelta(**common, allowed=allowed, verdict=verdict)
-
-
-# -- the store ---------------------------------------------------------------------------
-
 
 class RunWriter:
     """Adds one run's cases as they arrive; each ``add`` is its own transaction."""
@@ -386,7 +133,7 @@ class RunWriter:
         """Mark the run complete with pytest's exit status; a run without a finish time was interrupted."""
         with self.store.engine.begin() as conn:
             conn.execute(sa.update(runs_table).where(runs_table.c.id == self.id)
-                         .values(finished_at=_now(), exit_status=exit_status))
+                         .values(finished_at=now(), exit_status=exit_status))
 
 
 class HistoryStore:
@@ -528,8 +275,8 @@ class HistoryStore:
                 models[run_id][model].add(fingerprint)
         return [
             RunInfo(
-                id=r.id, started_at=_utc(r.started_at),
-                finished_at=_utc(r.finished_at) if r.finished_at else None, suites=tuple(r.suites),
+                id=r.id, started_at=utc(r.started_at),
+                finished_at=utc(r.finished_at) if r.finished_at else None, suites=tuple(r.suites),
                 git_commit=r.git_commit, git_branch=r.git_branch, git_dirty=r.git_dirty, host=r.host,
                 platform=r.platform, device=r.device, versions=dict(r.versions), statuses=dict(statuses[r.id]),
                 models={m: tuple(sorted(f)) for m, f in sorted(models[r.id].items())},
@@ -592,8 +339,8 @@ class HistoryStore:
             series.append(CaseSeries(
                 suite=newest.suite, case_id=newest.case_id, model=newest.model, method=newest.method,
                 ratio=newest.ratio, benchmark=newest.benchmark, metric=newest.metric,
-                higher_is_better=newest.higher_is_better, tolerance=_tolerance(newest),
-                points=tuple(CasePoint(r.run_id, _utc(r.started_at), r.git_commit, r.current, r.n, r.status,
+                higher_is_better=newest.higher_is_better, tolerance=row_tolerance(newest),
+                points=tuple(CasePoint(r.run_id, utc(r.started_at), r.git_commit, r.current, r.n, r.status,
                                        r.from_cache) for r in rows),
             ))
         return series
@@ -606,4 +353,4 @@ class HistoryStore:
             for row in conn.execute(query):
                 rows[row.run_id][(row.suite, row.case_id)] = row
         keys = sorted(set(rows[run_a]) | set(rows[run_b]))
-        return [_compare_rows(rows[run_a].get(k), rows[run_b].get(k)) for k in keys]
+        return [compare_rows(rows[run_a].get(k), rows[run_b].get(k)) for k in keys]

@@ -105,7 +105,7 @@ def test_gguf_method_is_undone_bit_identically(byte_llama):
 def workbench_benchmark(case):
     from pytest_knowledge.benchmarks import BENCHMARKS
 
-    return BENCHMARKS.lookup(case.benchmark.benchmark, "benchmark").factory(case.benchmark.config)
+    return BENCHMARKS.lookup(case.benchmark.kind, "benchmark").factory(case.benchmark.config)
 
 
 def test_a_gguf_type_the_gguf_package_cannot_read_names_the_entry_and_what_to_install(tmp_path):

@@ -44,12 +44,12 @@ def case_key(case: Case, fingerprint: str, data_fingerprint: str, scorer_version
         (s.method.name, s.method.version, code_digest(s.method.apply), sorted(to_plain(s.config).items()))
         for s in case.method.steps
     ]
-    benchmark = BENCHMARKS.lookup(case.benchmark.benchmark, "benchmark")
+    benchmark = BENCHMARKS.lookup(case.benchmark.kind, "benchmark")
     parts: tuple[object, ...] = (
         FORMAT, __version__, _library_versions(),
         fingerprint, case.model.family, case.model.dtype, device,
         steps, None if dense else case.ratio,
-        case.benchmark.benchmark, code_digest(benchmark.factory), sorted(to_plain(case.benchmark.config).items()),
+        case.benchmark.kind, code_digest(benchmark.factory), sorted(to_plain(case.benchmark.config).items()),
         data_fingerprint, scorer_version,
     )
     return digest(*parts) if reference is None else digest(*parts, ("reference", reference))

@@ -81,7 +81,7 @@ class Engine:
 
     def benchmark(self, entry: BenchmarkEntry) -> Benchmark:
         if entry not in self._benchmarks:
-            self._benchmarks[entry] = BENCHMARKS.lookup(entry.benchmark, "benchmark").factory(entry.config)
+            self._benchmarks[entry] = BENCHMARKS.lookup(entry.kind, "benchmark").factory(entry.config)
         return self._benchmarks[entry]
 
     def fingerprint(self, entry: ModelEntry) -> str:

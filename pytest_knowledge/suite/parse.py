@@ -44,7 +44,7 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
-class Step:
+class MethodStep:
     """One method applied with one config; a method entry is one or more steps."""
 
     method: Method
@@ -54,7 +54,7 @@ class Step:
 @dataclass(frozen=True)
 class MethodEntry:
     name: str
-    steps: tuple[Step, ...]
+    steps: tuple[MethodStep, ...]
     ratios: tuple[float, ...] | None
 
     @property
@@ -67,7 +67,7 @@ class MethodEntry:
 @dataclass(frozen=True)
 class BenchmarkEntry:
     name: str
-    benchmark: str
+    kind: str  # the registered benchmark the suite's ``benchmark:`` key names ("facts", "lama", ...)
     config: Any
     models: tuple[str, ...] | None = None  # None: every model of the suite
 
@@ -199,14 +199,14 @@ def _model(entry: Any, key: str) -> ModelEntry:
     return model
 
 
-def _step(spec: Any, key: str) -> Step:
+def _step(spec: Any, key: str) -> MethodStep:
     if isinstance(spec, str):
         spec = {"method": spec}
     if not isinstance(spec, dict):
         raise SuiteError(key, "a method name or a mapping with 'method'", spec)
     params = dict(spec)
     method = METHODS.lookup(params.pop("method", None), f"{key}.method")
-    return Step(method, build(method.config, params, key))
+    return MethodStep(method, build(method.config, params, key))
 
 
 def _method(entry: Any, key: str, ratios: tuple[float, ...]) -> MethodEntry:
@@ -220,7 +220,7 @@ def _method(entry: Any, key: str, ratios: tuple[float, ...]) -> MethodEntry:
         steps = tuple(_step(s, f"{key}.method[{i}]") for i, s in enumerate(kind))
     else:
         method = METHODS.lookup(kind, f"{key}.method")
-        steps = (Step(method, build(method.config, params, key)),)
+        steps = (MethodStep(method, build(method.config, params, key)),)
     if own_ratios is not None:
         own_ratios = coerce(own_ratios, tuple[float, ...], f"{key}.ratios")
     entry_ = MethodEntry(name, steps, own_ratios)

@@ -13,6 +13,12 @@ from pytest_knowledge.run.session import KnowledgeSession
 SESSION = pytest.StashKey[KnowledgeSession]()
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_knowledge.run import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("knowledge", "knowledge regression under compression")
     group.addoption("--knowledge-suite", nargs="?", const="default", default=None, metavar="PATH",
@@ -76,6 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[SESSION] = session
     config.pluginmanager.register(_ReportHooks(session), "knowledge-reports")
+    session.register_outputs()
     session.rewrite_args()
     if session.is_worker:
         session.configure_worker()

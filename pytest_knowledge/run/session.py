@@ -6,7 +6,8 @@ gathers records, writes baselines and prints the table.
 
 Every collected case ends as a record in every output, also one whose worker died or
 that never ran (status ``crashed`` or ``error``), so no output counts fewer cases than
-pytest collected; and an output that cannot be written fails the session.
+pytest collected; and an output that cannot be written fails the session. The outputs
+themselves are plugins fed through this project's hooks (``hookspecs``, ``outputs``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import SQLAlchemyError
 from tabulate import tabulate
 
 from pytest_knowledge.core.errors import KnowledgeError, Unavailable
@@ -29,19 +28,12 @@ from pytest_knowledge.engine.devices import cuda_count, pin_worker, visible_devi
 from pytest_knowledge.engine.engine import Engine
 from pytest_knowledge.engine.ratio_search import find_max_ratio
 from pytest_knowledge.gate.verdict import SKIPPED, Record, error_record, judge
-from pytest_knowledge.reports.files import write_report
-from pytest_knowledge.reports.table import export_facts, table
+from pytest_knowledge.reports.table import table
 from pytest_knowledge.run.nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
+from pytest_knowledge.run.outputs import BaselinesOutput, FactsOutput, HistoryOutput, ReportOutput, ResultsFileOutput
 from pytest_knowledge.run.sharding import assign_shards, parse_shard, worker_groups
 from pytest_knowledge.stores.baselines import BaselineStore
-from pytest_knowledge.stores.history import (
-    HistoryError,
-    HistoryStore,
-    RunMeta,
-    RunWriter,
-    history_url,
-)
-from pytest_knowledge.stores.results_file import update_baselines, write_results
+from pytest_knowledge.stores.history import HistoryError, HistoryStore, history_url
 from pytest_knowledge.suite.parse import Suite, load_suite, suite_files
 from pytest_knowledge.suite.tolerance import retention_ok, within_baseline
 
@@ -85,8 +77,8 @@ class KnowledgeSession:
         self.reports = [self._path(p) for p in config.getoption("knowledge_report") or []]
         self.history_url = None if config.getoption("knowledge_no_history") else history_url(
             config.getoption("knowledge_history"), self.rootpath)
-        self._history: HistoryStore | None = None
-        self._run: RunWriter | None = None
+        self.history: HistoryStore | None = None
+        self.exitstatus = 0
         self._engine: Engine | None = None
 
     # -- set-up ---------------------------------------------------------------------------
@@ -140,9 +132,29 @@ class KnowledgeSession:
         if self.history_url is None or self.is_worker or self.config.option.collectonly:
             return
         try:
-            self._history = HistoryStore(self.history_url)
+            self.history = HistoryStore(self.history_url)
         except HistoryError as error:
             raise HistoryError(f"{error} (or run without history: --knowledge-no-history)") from None
+
+    def register_outputs(self) -> None:
+        """The outputs this session writes, as plugins of the knowledge hooks (controller only)."""
+        if self.is_worker:
+            return
+        outputs: list[object] = []
+        if self.update:
+            outputs.append(BaselinesOutput())
+        results = self.config.getoption("knowledge_results")
+        if results:
+            meta = {"suites": [str(p) for p in self.suite_paths], "shard": self.config.getoption("knowledge_shard")}
+            outputs.append(ResultsFileOutput(self._path(results), meta))
+        facts = self.config.getoption("knowledge_facts")
+        if facts:
+            outputs.append(FactsOutput(self._path(facts)))
+        outputs += [ReportOutput(path) for path in self.reports]
+        if self.history is not None:
+            outputs.append(HistoryOutput(self.history))
+        for i, output in enumerate(outputs):
+            self.config.pluginmanager.register(output, f"knowledge-output-{i}-{type(output).__name__}")
 
     def load_all(self) -> None:
         """Validate every suite up front, so a bad one stops the run before anything executes."""
@@ -246,26 +258,6 @@ class KnowledgeSession:
         }))
 
     # -- controller side ------------------------------------------------------------------
-    def _history_run(self) -> RunWriter | None:
-        """The history run of this session, opened at its first result so --co records nothing."""
-        if self._run is None and self._history is not None:
-            device = ",".join(self.devices()) or "cpu"
-            self._run = self._history.start_run(RunMeta.collect(self.suites.values(), device, self.rootpath))
-        return self._run
-
-    def _to_history(self, records: list[Record]) -> None:
-        """Add cases to the history run; a database that fails mid-session is reported, and the session
-        goes on without it rather than dying with an internal error."""
-        if self._history is None or not records:
-            return
-        try:
-            self._history_run().add(records)  # type: ignore[union-attr]
-        except SQLAlchemyError as error:
-            self.problems.append(f"history {self._history.url}: stopped recording this run: "
-                                 f"{getattr(error, 'orig', None) or error}")
-            self._history.close()
-            self._history = self._run = None
-
     def on_report(self, report: pytest.TestReport) -> None:
         """Collect a case's record (controller only: workers' reports reach it over xdist)."""
         if self.is_worker:
@@ -276,12 +268,14 @@ class KnowledgeSession:
             if key == SEARCH_KEY and report.when == "call":
                 self.searches.append(value)
             if key == RECORD_KEY and report.when == "call":
-                record = Record(**value)
-                self.records.append(record)
                 self.recorded.add(report.nodeid)
-                self._to_history([record])  # one transaction per case: an interrupted session keeps what ran
+                self._add(Record(**value))
         if not report.passed and report.nodeid not in self.recorded:
             self.unrecorded.setdefault(report.nodeid, report)
+
+    def _add(self, record: Record) -> None:
+        self.records.append(record)
+        self.config.hook.pytest_knowledge_record(session=self, record=record)
 
     def _unrecorded_records(self) -> list[Record]:
         """A record for every collected case that reported none: crashed, failed outside the
@@ -309,55 +303,25 @@ class KnowledgeSession:
                                                              f"reported a result: {detail}"))
         return records
 
-    def _write(self, what: str, write: Callable[[], object]) -> bool:
-        """Run one output's write; a failure is reported in the summary and fails the session."""
-        try:
-            write()
-        except (KnowledgeError, OSError, SQLAlchemyError) as error:
-            self.problems.append(f"{what} not written: {getattr(error, 'orig', None) or error}")
-            return False
-        return True
+    def output_failed(self, message: str) -> None:
+        """An output could not be written: shown after the summary, and the session fails."""
+        self.problems.append(message)
+
+    def status(self) -> int:
+        """pytest's exit status, made failing when an output could not be written."""
+        failing = self.problems and not self.exitstatus
+        return int(pytest.ExitCode.TESTS_FAILED) if failing else int(self.exitstatus)
 
     def finish(self, exitstatus: int) -> int:
-        """Account for every collected case, then write baselines, results, reports and the history run
-        (controller only) after every case has reported; return the session's exit status, a failing one
-        when an output could not be written."""
+        """Account for every collected case, then let the outputs write (controller only, after every
+        case has reported); return the session's exit status, a failing one when an output failed."""
         if self.is_worker:
             return exitstatus
-        unrecorded = self._unrecorded_records()
-        self.records += unrecorded
-        self._to_history(unrecorded)
-        if self.update:
-            update = update_baselines(self.store, self.records)
-            self.written = update.written
-            self.problems += update.failed
-        results = self.config.getoption("knowledge_results")
-        if results:
-            meta = {"suites": [str(p) for p in self.suite_paths], "shard": self.config.getoption("knowledge_shard")}
-            self._write("results file", lambda: write_results(self._path(results), self.records, meta))
-        facts = self.config.getoption("knowledge_facts")
-        if facts:
-            self._write("facts export", lambda: export_facts(self._path(facts), self.records))
-        status = self._status(exitstatus)
-        for path in self.reports:
-            if self._write("report", lambda path=path: write_report(path, self.records, self._history,
-                                                                    exit_status=status)):
-                self.reports_written.append(path)
-        status = self._status(status)
-        if self._run is not None:
-            try:
-                self._run.finish(status)
-            except SQLAlchemyError as error:
-                self.problems.append(f"history {self._history.url}: run {self._run.id} not closed: "  # type: ignore[union-attr]
-                                     f"{getattr(error, 'orig', None) or error}")
-                status = self._status(status)
-        if self._history is not None:
-            self._history.close()
-        return status
-
-    def _status(self, exitstatus: int) -> int:
-        """pytest's exit status, made failing when an output could not be written."""
-        return int(pytest.ExitCode.TESTS_FAILED) if self.problems and not exitstatus else int(exitstatus)
+        self.exitstatus = exitstatus
+        for record in self._unrecorded_records():
+            self._add(record)
+        self.config.hook.pytest_knowledge_finish(session=self)
+        return self.status()
 
     def stale_entries(self) -> list[str]:
         """Stored entries no case of the loaded suites uses (with -k, deselected cases still count as used)."""

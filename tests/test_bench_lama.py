@@ -198,3 +198,170 @@ def test_data_paths_name_every_unset_variable_and_the_wrong_kind_of_entry(tmp_pa
     with pytest.raises(KnowledgeError, match=r"expected an existing file, got .*, which is a folder"):
         data_path(str(tmp_path), benchmark="lama", parameter="vocab", kind="file", environ=env)
     assert data_path("${ROOT}/file.txt", benchmark="lama", parameter="vocab", kind="file", environ=env) == tmp_path / "file.txt"
+
+
+def test_squad_rows_do_not_share_a_subject_so_every_cloze_has_candidates():
+    lama = bench(relations=["Squad", "ConceptNet"], mode="candidates")
+    assert [c.candidates for c in lama.clozes] == [("cold",), ("fly",), ("water",), ("Paris",)]
+    assert lama.subjects == ["", "", "", ""]  # "Squad" is a placeholder, ConceptNet rows name none
+    assert lama.no_candidates == 0
+
+
+def test_facts_left_without_a_wrong_candidate_are_dropped_and_counted(tmp_path):
+    rows = [{"uuid": f"u{i}", "sub_label": s, "obj_label": o, "predicate_id": p} for i, (s, o, p) in enumerate(
+        [("France", "Europe", "P30"), ("Spain", "Europe", "P30"), ("France", "Paris", "P36"), ("Peru", "Lima", "P36")])]
+    write_rows(tmp_path / "rows.jsonl", rows)
+    write_rows(tmp_path / "relations.jsonl", [{"relation": "P30", "template": "[X] is in [Y] ."},
+                                              {"relation": "P36", "template": "The capital of [X] is [Y] ."}])
+    lama = LamaBenchmark(LamaConfig(path=str(tmp_path / "rows.jsonl"), mode="candidates"))
+    assert lama.relations == ["P36", "P36"] and lama.no_candidates == 2  # P30 has one object: nothing competes
+    assert LamaBenchmark(LamaConfig(path=str(tmp_path / "rows.jsonl"))).relations == ["P30", "P30", "P36", "P36"]
+    with pytest.raises(KnowledgeError, match="no examples left .* 2 had no wrong candidate"):
+        LamaBenchmark(LamaConfig(path=str(tmp_path / "rows.jsonl"), relations=("P30",), mode="candidates"))
+
+
+def test_num_candidates_all_ranks_against_every_other_object_of_the_relation():
+    config = build(LamaConfig, {"path": str(LAMA), "relations": ["P36"], "mode": "candidates",
+                                "num_candidates": "all"}, "benchmarks[0]")
+    objects = {"Paris", "Tokyo", "Nairobi", "Lima", "Cairo", "Berlin"}
+    for cloze in LamaBenchmark(config).clozes:
+        assert set(cloze.candidates) == objects - {cloze.answer} and list(cloze.candidates) == sorted(cloze.candidates)
+    with pytest.raises(SuiteError, match=r"num_candidates: expected an integer or one of 'all', got 'many'"):
+        build(LamaConfig, {"path": "x", "num_candidates": "many"}, "benchmarks[0]")
+    with pytest.raises(SuiteError, match="multi_token: skip with mode first_token"):
+        build(LamaConfig, {"path": "x", "mode": "candidates", "multi_token": "skip"}, "benchmarks[0]")
+
+
+def test_a_trex_relation_without_a_template_is_an_error_unless_asked_to_use_evidence(tmp_path):
+    shutil.copytree(LAMA / "TREx", tmp_path / "TREx")
+    shutil.copy(LAMA / "relations.jsonl", tmp_path / "relations.jsonl")
+    row = {"uuid": "u1", "sub_label": "Ada Lovelace", "obj_label": "London", "predicate_id": "P19",
+           "evidences": [{"masked_sentence": "Ada Lovelace was born in [MASK] ."}]}
+    write_rows(tmp_path / "TREx" / "P19.jsonl", [row])
+    with pytest.raises(KnowledgeError, match=re.escape(f"{tmp_path / 'TREx' / 'P19.jsonl'}: relation P19 has no template "
+                                                       f"in {tmp_path / 'relations.jsonl'} nor on its rows")):
+        LamaBenchmark(LamaConfig(path=str(tmp_path)))
+    lama = LamaBenchmark(LamaConfig(path=str(tmp_path), missing_template="evidence"))
+    born = lama.clozes[lama.relations.index("P19")]
+    assert (born.prefix, born.answer) == ("Ada Lovelace was born in ", "London")
+    assert lama.clozes[lama.relations.index("P36")].prefix == "The capital of France is "  # templated ones still are
+    assert "P19" in LamaBenchmark(LamaConfig(path=str(tmp_path), templates=False)).relations
+    write_rows(tmp_path / "x" / "alone" / "TREx" / "P36.jsonl", [{**row, "predicate_id": "P36"}])
+    with pytest.raises(KnowledgeError, match=r"relation P36 has no template \(no relations.jsonl found next to the data\)"):
+        LamaBenchmark(LamaConfig(path=str(tmp_path / "x" / "alone")))
+
+
+def test_examples_have_stable_unique_ids():
+    lama = bench()
+    assert len(set(lama.example_ids)) == len(lama.example_ids) == 17
+    ids = dict(zip(lama.example_ids, (c.answer for c in lama.clozes)))
+    assert ids["655f4867-0c7a-5349-a2ec-d48993571937"] == "Paris" and ids["squad_2"] == "water"
+    hf = LamaBenchmark(LamaConfig(path=str(DATA / "lama_hf" / "rows.jsonl"), templates=False))
+    assert len(set(hf.example_ids)) == len(hf.example_ids)
+
+
+# -- an independent scorer: SmolLM2 on a hand-written LAMA set ----------------------------
+
+HAND_TEMPLATES = [{"relation": "P131", "template": "[X] is a city in the region of [Y] ."},
+                  {"relation": "P1412", "template": "[X] used to communicate in [Y] ."}]
+HAND_FACTS = {  # several objects per subject (N-M), multi-token objects, one template not ending in [Y]
+    "P131": [("Pisa", "Tuscany"), ("Florence", "Tuscany"), ("Lyon", "Auvergne-Rhône-Alpes"), ("Munich", "Bavaria"),
+             ("Glasgow", "Scotland")],
+    "P1412": [("Galileo Galilei", "Italian"), ("Galileo Galilei", "Latin"), ("Victor Hugo", "French"),
+              ("Miguel de Cervantes", "Spanish"), ("Cicero", "Latin")],
+}
+
+
+def hand_written_lama(folder: Path) -> Path:
+    write_rows(folder / "relations.jsonl", HAND_TEMPLATES)
+    for relation, facts in HAND_FACTS.items():
+        write_rows(folder / "TREx" / f"{relation}.jsonl", [
+            {"uuid": f"{relation}-{i}", "sub_label": s, "obj_label": o, "predicate_id": relation}
+            for i, (s, o) in enumerate(facts)])
+    write_rows(folder / "Squad" / "test.jsonl", [  # the placeholder subject LAMA's Squad rows carry
+        {"id": f"q{i}", "sub_label": "Squad", "obj_label": o, "masked_sentences": [s]} for i, (s, o) in enumerate(
+            [("The Leaning Tower stands in [MASK] .", "Pisa"), ("Dante wrote in [MASK] .", "Italian"),
+             ("Oktoberfest is held in [MASK] .", "Munich")])])
+    return folder
+
+
+def independent_ranks(model, tok, mode: str, bos: bool) -> dict[str, int]:
+    """Each hand-written fact ranked by plain code, every sentence in one right-padded batch:
+    first token against the whole vocabulary, or full sentence log-likelihood against every
+    other object of the relation that is not also true of the subject."""
+    import torch
+
+    templates = {t["relation"]: t["template"] for t in HAND_TEMPLATES}
+    squad = [("The Leaning Tower stands in [MASK] .", "Pisa"), ("Dante wrote in [MASK] .", "Italian"),
+             ("Oktoberfest is held in [MASK] .", "Munich")]
+    items = [(f"{r}-{i}", templates[r].replace("[X]", s).replace("[Y]", "[MASK]"), o, {o2 for s2, o2 in facts if s2 == s},
+              sorted({o2 for _, o2 in facts})) for r, facts in HAND_FACTS.items() for i, (s, o) in enumerate(facts)]
+    items += [(f"q{i}", s, o, {o}, sorted({o2 for _, o2 in squad})) for i, (s, o) in enumerate(squad)]
+    start = [tok.bos_token_id] if bos else []
+
+    def tokens(text: str) -> list[int]:
+        return start + tok(text, add_special_tokens=False)["input_ids"]
+
+    rows, plan = [], []  # plan: (id, context length, gold first token, [row index of gold, then wrong options])
+    for uid, sentence, gold, true, objects in items:
+        before, after = sentence.split("[MASK]")
+        context = tokens(before.rstrip())
+        if mode == "first_token":
+            plan.append((uid, len(context), tokens(before.rstrip() + " " + gold)[len(context)], [len(rows)]))
+            rows.append(context)
+            continue
+        options = [tokens(before.rstrip() + " " + o + after) for o in [gold] + [o for o in objects if o not in true]]
+        assert all(row[: len(context)] == context for row in options)
+        plan.append((uid, len(context), None, list(range(len(rows), len(rows) + len(options)))))
+        rows += options
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    with torch.no_grad():  # right padding: a causal model's logits at real tokens ignore it
+        lp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+    ranks = {}
+    for uid, context, first, indices in plan:
+        if first is not None:
+            scores = lp[indices[0], context - 1]
+            ranks[uid] = 1 + int((scores > scores[first]).sum())
+            continue
+        scores = [sum(float(lp[n, i - 1, rows[n][i]]) for i in range(context, len(rows[n]))) for n in indices]
+        ranks[uid] = 1 + sum(s >= scores[0] for s in scores[1:])
+    return ranks
+
+
+@pytest.mark.parametrize(("mode", "bos"), [("candidates", "auto"), ("first_token", "always")])
+def test_lama_ranks_match_an_independent_scorer_on_smollm2(smollm2, tmp_path, mode, bos):
+    import math
+
+    folder = hand_written_lama(tmp_path)
+    config = build(LamaConfig, {"path": str(folder), "mode": mode, "num_candidates": "all", "bos": bos}, "b")
+    result = LamaBenchmark(config).evaluate(smollm2)
+    expected = independent_ranks(smollm2.model, smollm2.tokenizer, mode, bos=bos == "always")
+    assert dict(zip(result.example_ids, result.ranks)) == expected
+    by_relation: dict[str, list[int]] = {}
+    for uid, rank in expected.items():
+        by_relation.setdefault("Squad" if uid.startswith("q") else uid.split("-")[0], []).append(rank)
+    macro = {name: sum(metric(r) for r in by_relation.values()) / len(by_relation) for name, metric in [
+        ("p_at_1", lambda r: sum(x == 1 for x in r) / len(r)), ("mrr", lambda r: sum(1 / x for x in r) / len(r))]}
+    assert result.value == pytest.approx(macro["p_at_1"]) and result.extra["mrr"] == pytest.approx(macro["mrr"])
+    assert not math.isclose(result.value, 1.0)  # Squad no longer scores every cloze a hit
+    if mode == "candidates":
+        assert result.extra["candidates.Squad"] == 2 and result.extra["candidates_min.P1412"] == 2  # Galileo: not Latin
+
+
+def test_first_token_mode_counts_multi_token_objects_and_can_skip_them(smollm2, tmp_path):
+    folder = hand_written_lama(tmp_path)
+    judged = LamaBenchmark(LamaConfig(path=str(folder))).evaluate(smollm2)
+    pieces = {uid: len(smollm2.tokenizer(" " + c.answer, add_special_tokens=False)["input_ids"])
+              for uid, c in zip(LamaBenchmark(LamaConfig(path=str(folder))).example_ids,
+                                LamaBenchmark(LamaConfig(path=str(folder))).clozes)}
+    several = {uid for uid, n in pieces.items() if n > 1}
+    for relation, prefix in [("P131", "P131-"), ("P1412", "P1412-"), ("Squad", "q")]:
+        count = sum(uid.startswith(prefix) for uid in several)
+        assert judged.extra.get(f"multi_token.{relation}", 0) == count
+    assert several and len(several) < len(pieces)
+    skipped = LamaBenchmark(LamaConfig(path=str(folder), multi_token="skip")).evaluate(smollm2)
+    assert set(skipped.example_ids) == set(pieces) - several and skipped.extra["skipped.multi_token"] == len(several)
+    ranks = dict(zip(judged.example_ids, judged.ranks))
+    assert dict(zip(skipped.example_ids, skipped.ranks)) == {uid: ranks[uid] for uid in skipped.example_ids}

@@ -19,6 +19,7 @@ from pytest_knowledge.benchmarks.scoring import (
     Cloze,
     cloze_ranks,
     grouped_rank_metrics,
+    object_pieces,
     option_loglikelihoods,
     rank_metrics,
 )
@@ -167,10 +168,68 @@ def test_decoder_scores_an_object_that_opens_the_sentence_after_bos(decoder):
 
 
 def test_candidate_ties_count_against_the_answer(decoder):
-    assert cloze_ranks(decoder, [Cloze("capital is ", "Paris", " .", candidates=("Paris",))], "candidates") == [1]
     tie = Cloze("capital ", "Paris", "", candidates=("Lyon",))  # nothing listed after "capital": uniform
     assert option_loglikelihoods(decoder, [tie])[0] == pytest.approx([-math.log(len(decoder.tokenizer))] * 2)
     assert cloze_ranks(decoder, [tie], "candidates") == [2]
+
+
+@pytest.mark.parametrize("candidates", [(), ("Paris",), ("New York",)])
+def test_a_cloze_with_nothing_to_compete_against_is_an_error_not_a_hit(decoder, candidates):
+    cloze = Cloze("capital is ", "Paris", " .", candidates=candidates, accepted=("New York",))
+    with pytest.raises(KnowledgeError, match=r"1 of 1 clozes have no wrong candidate to rank against, e\.g\. "
+                                             r"'capital is ' with answer 'Paris'"):
+        cloze_ranks(decoder, [cloze], "candidates")
+
+
+@pytest.mark.parametrize("family", ["decoder", "encoder", "t5"])
+def test_any_accepted_answer_counts_in_first_token_mode(family, request):
+    model = request.getfixturevalue(family)
+    # after "is": New 0.5, Paris 0.4, Lyon 0.05 — accepted tokens never count against the answer
+    assert cloze_ranks(model, [Cloze("capital is ", "Lyon", " .")], "first_token") == [3]
+    assert cloze_ranks(model, [Cloze("capital is ", "Lyon", " .", accepted=("Paris",))], "first_token") == [2]
+    assert cloze_ranks(model, [Cloze("capital is ", "Lyon", " .", accepted=("Paris", "New York"))], "first_token") == [1]
+    assert cloze_ranks(model, [Cloze("capital is ", "Lyon", " .", accepted=("Paris",))], "first_token",
+                       vocabulary=["Lyon", "Paris"]) == [1]
+
+
+@pytest.mark.parametrize("family", ["decoder", "encoder", "t5", "bart"])
+def test_any_accepted_answer_counts_in_candidates_mode(family, request):
+    model = request.getfixturevalue(family)
+    alone = Cloze("capital is ", "Lyon", " .", candidates=("Paris", "New York"))
+    assert cloze_ranks(model, [alone], "candidates") == [3]
+    # Paris outscores New York under every fake model but T5's; Lyon never beats either
+    with_paris = Cloze("capital is ", "Lyon", " .", candidates=("Paris", "New York"), accepted=("Paris",))
+    assert with_paris.options == ("Lyon", "Paris", "New York")
+    assert cloze_ranks(model, [with_paris], "candidates") == [2 if family == "t5" else 1]
+
+
+def test_bos_option_decides_what_a_decoder_reads_first(decoder):
+    seen: list[list[int]] = []
+
+    class Recording(nn.Module):
+        def forward(self, input_ids, attention_mask=None, use_cache=None):
+            seen.extend(row[: int(mask.sum())].tolist() for row, mask in zip(input_ids, attention_mask))
+            return decoder.model(input_ids)
+
+    recording = loaded(Recording(), decoder.tokenizer, "decoder")
+    bos, capital = decoder.tokenizer.bos_token_id, decoder.tokenizer.convert_tokens_to_ids("capital")
+    for option, first in [("auto", capital), ("never", capital), ("always", bos)]:
+        seen.clear()
+        cloze_ranks(recording, [CLOZE], "first_token", bos=option)
+        cloze_ranks(recording, [CLOZE], "candidates", bos=option)
+        assert seen and {row[0] for row in seen} == {first}, option
+    with pytest.raises(KnowledgeError, match="bos: never, but the object slot opens the sentence"):
+        cloze_ranks(decoder, [Cloze("", "Paris", " is")], "first_token", bos="never")
+    no_bos = word_tokenizer({"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "</s>"})
+    with pytest.raises(KnowledgeError, match="bos: always, but the tokenizer has no BOS token"):
+        cloze_ranks(loaded(decoder.model, no_bos, "decoder"), [CLOZE], "first_token", bos="always")
+
+
+@pytest.mark.parametrize("family", ["decoder", "encoder", "t5", "bart"])
+def test_object_pieces_count_the_tokens_first_token_mode_does_not_read(family, request):
+    model = request.getfixturevalue(family)
+    clozes = [CLOZE, Cloze("capital is ", "New York", " ."), Cloze("", "New York", " is")]
+    assert object_pieces(model, clozes) == [1, 2, 2]
 
 
 def test_encoder_first_token_reads_the_mask(encoder):

@@ -8,7 +8,8 @@ The headline metric is P@1 macro-averaged over relations, LAMA's convention; mic
 averages, P@k, MRR and per-relation P@1 go to ``extra`` (see docs/benchmarks.md). An
 optional common-vocabulary file drops facts whose object is not in it and, in
 first-token mode, ranks only among the vocabulary, as LAMA does; the number of dropped
-facts is reported, never silently lost.
+facts is reported, never silently lost. In candidates mode a fact left without a wrong
+candidate is dropped and counted too: with nothing competing it would be a free hit.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Literal
 from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.benchmarks.base import (
     BenchmarkResult,
-    cloze_result,
+    ClozeOptions,
     digest,
+    evaluate_clozes,
+    pick_candidates,
     register_benchmark,
 )
 from pytest_knowledge.benchmarks.lama_files import (
@@ -33,7 +36,7 @@ from pytest_knowledge.benchmarks.lama_files import (
     read_vocabulary,
 )
 from pytest_knowledge.benchmarks.paths import data_path, path_problem
-from pytest_knowledge.benchmarks.scoring import Cloze, cloze_predictions
+from pytest_knowledge.benchmarks.scoring import Cloze
 from pytest_knowledge.core.errors import KnowledgeError
 
 DATA_URL = "https://dl.fbaipublicfiles.com/LAMA/data.zip"
@@ -42,18 +45,15 @@ HOW_TO_GET = (f"The LAMA data: download {DATA_URL} and unzip it; its data/ folde
 
 
 @dataclass(frozen=True)
-class LamaConfig:
+class LamaConfig(ClozeOptions):
     path: str
     relations: tuple[str, ...] = ()
     relations_file: str | None = None
     templates: bool = True
+    missing_template: Literal["error", "evidence"] = "error"
     vocab: str | None = None
     limit: int | None = None
     seed: int = 0
-    mode: Literal["first_token", "candidates"] = "first_token"
-    num_candidates: int = 10
-    k: int = 10
-    batch_size: int = 32
 
     def validate(self) -> str | None:
         for name in ("path", "relations_file", "vocab"):  # existence is checked when a case runs
@@ -62,13 +62,13 @@ class LamaConfig:
                 return problem
         if self.limit is not None and self.limit < 1:
             return "limit >= 1"
-        if self.num_candidates < 2 or self.k < 1 or self.batch_size < 1:
-            return "num_candidates >= 2, k >= 1, batch_size >= 1"
-        return None
+        return self.cloze_problem()
 
 
-def _candidates(examples: list[LamaExample], rng: random.Random, size: int) -> list[tuple[str, ...]]:
-    """Per example, ``size - 1`` other objects of its relation — never another true object of its subject."""
+def _candidates(examples: list[LamaExample], rng: random.Random,
+                size: int | Literal["all"]) -> list[tuple[str, ...]]:
+    """Per example, ``size - 1`` (or all) other objects of its relation — never another true
+    object of its subject; examples without a named subject share none."""
     objects = sorted({e.object for e in examples})
     true_for: dict[str, set[str]] = defaultdict(set)
     for e in examples:
@@ -76,7 +76,7 @@ def _candidates(examples: list[LamaExample], rng: random.Random, size: int) -> l
     chosen = []
     for e in examples:
         wrong = [o for o in objects if o != e.object and not (e.subject and o in true_for[e.subject])]
-        chosen.append(tuple(rng.sample(wrong, min(size - 1, len(wrong)))))
+        chosen.append(pick_candidates(wrong, rng, size))
     return chosen
 
 
@@ -84,6 +84,7 @@ def _candidates(examples: list[LamaExample], rng: random.Random, size: int) -> l
 class LamaBenchmark:
     metric = "p_at_1"
     higher_is_better = True
+    version = 2  # results carry ranks and example ids; free candidate-set hits are gone
 
     def __init__(self, config: LamaConfig):
         self.config = config
@@ -94,7 +95,7 @@ class LamaBenchmark:
         templates = read_templates(templates_file) if templates_file and config.templates else {}
         vocab = (data_path(config.vocab, benchmark="lama", parameter="vocab", kind="file")
                  if config.vocab else None)
-        data = read_lama(path, templates, config.templates)
+        data = read_lama(path, templates, config.templates, templates_file, config.missing_template == "evidence")
         self.skipped_masks = data.skipped_masks
         self.vocabulary = read_vocabulary(vocab) if vocab else None
         by_relation: dict[str, list[LamaExample]] = defaultdict(list)
@@ -106,9 +107,11 @@ class LamaBenchmark:
             raise KnowledgeError(f"benchmark lama: relations {unknown} are not in {path} (found: {found})")
         kept = set(self.vocabulary or ())
         self.filtered = 0
+        self.no_candidates = 0
         self.clozes: list[Cloze] = []
         self.relations: list[str] = []
         self.subjects: list[str] = []
+        self.example_ids: list[str] = []
         for relation in sorted(config.relations or by_relation):
             examples = by_relation[relation]
             if self.vocabulary is not None:
@@ -122,19 +125,23 @@ class LamaBenchmark:
             candidates = (_candidates(examples, rng, config.num_candidates) if config.mode == "candidates"
                           else [()] * len(examples))
             for example, options in zip(examples, candidates):
+                if config.mode == "candidates" and not options:
+                    self.no_candidates += 1
+                    continue
                 self.clozes.append(Cloze(example.prefix, example.object, example.suffix, options))
                 self.relations.append(relation)
                 self.subjects.append(example.subject)
+                self.example_ids.append(example.id)
         if not self.clozes:
-            raise KnowledgeError(f"benchmark lama: no examples left in {path} "
-                                 f"(the vocabulary filter dropped {self.filtered})")
+            raise KnowledgeError(f"benchmark lama: no examples left in {path} (the vocabulary filter dropped "
+                                 f"{self.filtered}, {self.no_candidates} had no wrong candidate)")
 
     def data_fingerprint(self) -> str:
-        return digest(self.clozes, self.relations, self.vocabulary)
+        return digest(self.clozes, self.relations, self.vocabulary, self.example_ids)
 
     def evaluate(self, loaded: LoadedModel) -> BenchmarkResult:
-        restrict = self.vocabulary if self.config.mode == "first_token" else None
-        predictions = cloze_predictions(loaded, self.clozes, self.config.mode, self.config.batch_size,
-                                        vocabulary=restrict)
         counts = {"filtered.vocab": float(self.filtered), "skipped.masks": float(self.skipped_masks)}
-        return cloze_result(predictions, self.clozes, self.relations, self.subjects, self.config.k, counts)
+        if self.config.mode == "candidates":
+            counts["excluded.no_candidates"] = float(self.no_candidates)
+        return evaluate_clozes(loaded, self.config, self.clozes, self.relations, self.subjects, self.example_ids,
+                               self.vocabulary, counts)

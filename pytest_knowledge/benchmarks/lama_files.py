@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,10 +25,11 @@ ORIGINAL_FILES = ("TREx/P*.jsonl", "Google_RE/*_test.jsonl", "ConceptNet/test.js
 @dataclass(frozen=True)
 class LamaExample:
     relation: str
-    subject: str
+    subject: str  # "" where the row names no subject (ConceptNet, and Squad's placeholder "Squad")
     object: str
     prefix: str
     suffix: str
+    id: str  # the row's uuid or id, else folder/file:line; unique within the data read
 
 
 @dataclass
@@ -52,7 +54,7 @@ def _text(row: dict, field: str, where: str, required: bool = True) -> str:
 
 
 def _rows(path: Path) -> Iterator[tuple[str, dict]]:
-    """('file:line', row) for every non-blank line; a line that is not a JSON object is an error."""
+    """('path:line', row) for every non-blank line; a line that is not a JSON object is an error."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
@@ -159,10 +161,29 @@ def _masked_sentence(row: dict, where: str) -> str:
     raise _problem(where, "masked_sentences", "a non-empty list of strings with one [MASK] each", row)
 
 
-def read_lama(path: Path, templates: dict[str, str], use_templates: bool) -> LamaData:
-    """All examples under ``path``; with templates, T-REx-style facts become one sentence each (de-duplicated)."""
+def _is_trex(row: dict, file_relation: str | None) -> bool:
+    """T-REx rows are facts meant to be read through their relation's template."""
+    return "predicate_id" in row or bool(file_relation and re.fullmatch(r"P\d+", file_relation))
+
+
+def _row_id(row: dict, file: Path, where: str) -> str:
+    """The row's own ``uuid`` (T-REx, Google-RE, ConceptNet) or ``id`` (Squad), else folder/file:line."""
+    for field in ("uuid", "id"):
+        if isinstance(row.get(field), (str, int)) and str(row[field]).strip():
+            return str(row[field]).strip()
+    return f"{file.parent.name}/{file.name}:{where.rsplit(':', 1)[1]}"
+
+
+def read_lama(path: Path, templates: dict[str, str], use_templates: bool, templates_file: Path | None = None,
+              evidence_fallback: bool = False) -> LamaData:
+    """All examples under ``path``; with templates, T-REx-style facts become one sentence each (de-duplicated).
+
+    A T-REx relation without a template (in ``templates_file`` or on the row) is an error:
+    its evidence sentences are a different probe. ``evidence_fallback`` reads them anyway.
+    """
     examples: list[LamaExample] = []
     seen: set[tuple[str, str, str, str]] = set()
+    ids: Counter[str] = Counter()
     skipped = 0
     for file in find_files(path):
         file_relation = _file_relation(file)
@@ -172,6 +193,12 @@ def read_lama(path: Path, templates: dict[str, str], use_templates: bool) -> Lam
             relation = _row_relation(row, file_relation, where)
             obj = _text(row, "obj_label", where).strip()
             template = (templates.get(relation) or row.get("template")) if use_templates else None
+            if use_templates and not template and not evidence_fallback and _is_trex(row, file_relation):
+                source = f"in {templates_file}" if templates_file else "(no relations.jsonl found next to the data)"
+                raise KnowledgeError(
+                    f"{file}: relation {relation} has no template {source} nor on its rows (expected a relations.jsonl "
+                    "line for it, or relations_file; set missing_template: evidence to read its evidence sentences "
+                    "instead, or templates: false for all relations)")
             if template:
                 template = check_template(template, where)
                 subject = _text(row, "sub_label", where).strip()
@@ -183,10 +210,15 @@ def read_lama(path: Path, templates: dict[str, str], use_templates: bool) -> Lam
                     skipped += 1
                     continue
                 prefix, suffix = sentence.split(MASK)
+            if subject.casefold() == relation.casefold():  # Squad's rows all say sub_label "Squad"
+                subject = ""
             key = (relation, prefix, suffix, obj)
             if key not in seen:
                 seen.add(key)
-                examples.append(LamaExample(relation, subject, obj, prefix, suffix))
+                row_id = _row_id(row, file, where)
+                ids[row_id] += 1
+                unique = row_id if ids[row_id] == 1 else f"{row_id}#{ids[row_id]}"
+                examples.append(LamaExample(relation, subject, obj, prefix, suffix, unique))
         if count == 0:
             raise KnowledgeError(f"{file}: no rows (expected one JSON object per line)")
     return LamaData(examples, skipped)

@@ -210,6 +210,7 @@ def _load_task(name: str, folder: Path) -> tuple[Any, Any]:
 class LmEvalBenchmark:
     metric = "acc"  # the class defaults; each instance takes its task's metric and direction
     higher_is_better = True
+    version = 2  # results carry document ids
 
     def __init__(self, config: LmEvalConfig):
         self.config = config
@@ -281,4 +282,5 @@ class LmEvalBenchmark:
             higher_is_better=self.higher_is_better,
             outcomes=encode_outcomes([v == 1 for v in values]) if binary else None,
             extra=extra,
+            example_ids=tuple(f"{name}/{s['doc_id']}" for s in samples) if binary else None,
         )

@@ -8,13 +8,17 @@ defined for every family (exact definitions in docs/benchmarks.md):
   word list) at the slot — one forward pass per cloze.
 * candidates: rank a candidate set by the log-likelihood of each filled-in object,
   summed over all of its tokens, so multi-token objects count in full.
+
+A cloze may accept several answers (a country with two capitals): the rank is that of
+the best-scoring accepted answer among everything that is not accepted, so a hit on
+any of them counts, in both modes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from pytest_knowledge.api.models import LoadedModel
 from pytest_knowledge.core.errors import KnowledgeError
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 T5_SENTINELS = ("<extra_id_0>", "<extra_id_1>")
+Bos = Literal["auto", "always", "never"]  # what a decoder reads before the prefix (see _decoder_start)
 
 
 @dataclass(frozen=True)
@@ -31,20 +36,28 @@ class Cloze:
     answer: str
     suffix: str = ""
     candidates: tuple[str, ...] = ()
+    accepted: tuple[str, ...] = ()  # other correct answers: a hit on any of them counts
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        """The gold answer first, then the other accepted answers."""
+        return tuple(dict.fromkeys((self.answer, *self.accepted)))
 
     @property
     def options(self) -> tuple[str, ...]:
-        """The gold answer first, then the candidates that differ from it."""
-        return (self.answer,) + tuple(x for x in self.candidates if x != self.answer)
+        """The accepted answers first, then the candidates that are not accepted."""
+        answers = self.answers
+        return answers + tuple(dict.fromkeys(x for x in self.candidates if x not in answers))
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One row to run through a model and where to read it: predict ``gold`` at ``position``."""
+    """One row to run through a model and where to read it: the accepted tokens ``golds``
+    (the gold answer's first) at ``position``."""
 
     ids: list[int]
     position: int
-    gold: int
+    golds: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -88,18 +101,39 @@ def _join(prefix: str, word: str) -> str:
     return f"{head} {word}" if head else word
 
 
-def _decoder_start(tokenizer, prefix: str) -> list[int]:
-    """BOS when the tokenizer adds one; with nothing before the slot, BOS (else EOS) as context."""
-    bos = tokenizer.bos_token_id
-    if bos is not None and getattr(tokenizer, "add_bos_token", False):
-        return [bos]
+def _decoder_start(tokenizer, prefix: str, bos: Bos) -> list[int]:
+    """The tokens a decoder reads before ``prefix``. ``always``: BOS. ``never``: nothing, so
+    a slot that opens the sentence has no context and is an error. ``auto``: BOS when the
+    tokenizer adds one itself; else nothing, except BOS (or EOS) when the slot opens the sentence."""
+    token = tokenizer.bos_token_id
+    if bos == "always":
+        if token is None:
+            raise KnowledgeError("bos: always, but the tokenizer has no BOS token (expected bos: auto or never)")
+        return [token]
+    if bos == "never":
+        if not prefix.strip():
+            raise KnowledgeError("bos: never, but the object slot opens the sentence, so nothing precedes it "
+                                 "(expected bos: auto or always for such clozes)")
+        return []
+    if token is not None and getattr(tokenizer, "add_bos_token", False):
+        return [token]
     if not prefix.strip():
-        start = bos if bos is not None else tokenizer.eos_token_id
+        start = token if token is not None else tokenizer.eos_token_id
         if start is None:
             raise KnowledgeError("the object slot opens the sentence, and the tokenizer has no BOS or EOS token "
                                  "to start from")
         return [start]
     return []
+
+
+def _decoder_tokens(tokenizer, cloze: Cloze, answer: str, bos: Bos) -> tuple[list[int], list[int]]:
+    """The prompt (start tokens and prefix) and the prompt followed by ``answer``."""
+    start = _decoder_start(tokenizer, cloze.prefix, bos)
+    prompt = start + _encode(tokenizer, cloze.prefix.rstrip()) if cloze.prefix.strip() else start
+    full = start + _encode(tokenizer, _join(cloze.prefix, answer))
+    if full[: len(prompt)] != prompt or len(full) == len(prompt):
+        raise KnowledgeError(f"cannot align answer {answer!r} after {cloze.prefix!r} in the tokenizer")
+    return prompt, full
 
 
 def _span(tokenizer, before: str, middle: str, after: str, special: bool) -> tuple[list[int], int, int]:
@@ -130,26 +164,28 @@ def _mask_id(loaded: LoadedModel) -> int:
 # -- first token ------------------------------------------------------------------------
 
 
-def _decoder_slots(loaded: LoadedModel, clozes: Sequence[Cloze]) -> list[Slot]:
-    tok = loaded.tokenizer
+def _decoder_slots(loaded: LoadedModel, clozes: Sequence[Cloze], bos: Bos) -> list[Slot]:
     slots = []
     for c in clozes:
-        start = _decoder_start(tok, c.prefix)
-        prompt = start + _encode(tok, c.prefix.rstrip()) if c.prefix.strip() else start
-        full = start + _encode(tok, _join(c.prefix, c.answer))
-        if full[: len(prompt)] != prompt or len(full) == len(prompt):
-            raise KnowledgeError(f"cannot align answer {c.answer!r} after {c.prefix!r} in the tokenizer")
-        slots.append(Slot(prompt, len(prompt) - 1, full[len(prompt)]))
+        golds = []
+        for answer in c.answers:
+            prompt, full = _decoder_tokens(loaded.tokenizer, c, answer, bos)
+            golds.append(full[len(prompt)])
+        slots.append(Slot(prompt, len(prompt) - 1, tuple(golds)))
     return slots
 
 
 def _encoder_slots(loaded: LoadedModel, clozes: Sequence[Cloze]) -> list[Slot]:
-    """The object's tokens replaced by one mask token; the gold is the object's first token."""
+    """The gold object's tokens replaced by one mask token; each accepted answer is judged by its first token."""
     mask = _mask_id(loaded)
     slots = []
     for c in clozes:
         ids, a, b = _span(loaded.tokenizer, c.prefix, c.answer, c.suffix, special=True)
-        slots.append(Slot(ids[:a] + [mask] + ids[b:], a, ids[a]))
+        golds = [ids[a]]
+        for other in c.answers[1:]:
+            other_ids, start, _ = _span(loaded.tokenizer, c.prefix, other, c.suffix, special=True)
+            golds.append(other_ids[start])
+        slots.append(Slot(ids[:a] + [mask] + ids[b:], a, tuple(golds)))
     return slots
 
 
@@ -188,12 +224,17 @@ def _seq2seq_logits(loaded: LoadedModel, rows: list[Seq2SeqRow]) -> torch.Tensor
     return loaded.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).logits.float()
 
 
-def _rank_among(logits: torch.Tensor, gold: torch.Tensor, allowed: list[int] | None) -> list[tuple[int, int]]:
-    """Per row: (1 + the number of (allowed) tokens scoring strictly above the gold token,
-    the top-scoring allowed token — the model's own answer)."""
+def _rank_among(logits: torch.Tensor, golds: Sequence[Sequence[int]],
+                allowed: list[int] | None) -> list[tuple[int, int]]:
+    """Per row: (1 + the number of (allowed) tokens that are not accepted and score strictly
+    above the best accepted token, the top-scoring allowed token — the model's own answer)."""
     import torch
 
-    above = logits > logits.gather(1, gold[:, None])
+    accepted = torch.zeros_like(logits, dtype=torch.bool)
+    for row, ids in enumerate(golds):
+        accepted[row, list(ids)] = True
+    best = logits.masked_fill(~accepted, float("-inf")).amax(1)
+    above = (logits > best[:, None]) & ~accepted
     if allowed is not None:
         keep = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
         keep[allowed] = True
@@ -212,8 +253,7 @@ def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_
         kwargs = {"use_cache": False} if loaded.family == "decoder" else {}
         logits = loaded.model(input_ids=ids, attention_mask=mask, **kwargs).logits.float()
         at = logits[torch.arange(len(batch)), torch.tensor([slots[i].position for i in batch])]
-        gold = torch.tensor([slots[i].gold for i in batch], device=at.device)
-        for i, r in zip(batch, _rank_among(at, gold, allowed)):
+        for i, r in zip(batch, _rank_among(at, [slots[i].golds for i in batch], allowed)):
             ranks[i] = r
     return ranks
 
@@ -224,37 +264,51 @@ def _first_token_seq2seq(loaded: LoadedModel, clozes: Sequence[Cloze], batch_siz
 
     sentinels = _sentinel_style(loaded)
     rows = [_seq2seq_row(loaded.tokenizer, sentinels, c, c.answer) for c in clozes]
+    golds = [tuple(r.labels[r.span[0]] for r in (_seq2seq_row(loaded.tokenizer, sentinels, c, a) for a in c.answers))
+             for c in clozes]
     ranks = [(0, 0)] * len(rows)
     for batch in length_batches([r.ids for r in rows], batch_size):
         logits = _seq2seq_logits(loaded, [rows[i] for i in batch])
-        starts = [rows[i].span[0] for i in batch]
-        at = logits[torch.arange(len(batch)), torch.tensor(starts)]
-        gold = torch.tensor([rows[i].labels[s] for i, s in zip(batch, starts)], device=at.device)
-        for i, r in zip(batch, _rank_among(at, gold, allowed)):
+        at = logits[torch.arange(len(batch)), torch.tensor([rows[i].span[0] for i in batch])]
+        for i, r in zip(batch, _rank_among(at, [golds[i] for i in batch], allowed)):
             ranks[i] = r
     return ranks
 
 
-def _first_token_ids(loaded: LoadedModel, words: Sequence[str]) -> list[int]:
+def _first_token_ids(loaded: LoadedModel, words: Sequence[str], bos: Bos) -> list[int]:
     """The token each word starts with when it fills a slot, read exactly like a gold answer."""
     probes = [Cloze("The answer is ", w, ".") for w in words]
     if loaded.family == "decoder":
-        return [s.gold for s in _decoder_slots(loaded, probes)]
+        return [s.golds[0] for s in _decoder_slots(loaded, probes, bos)]
     if loaded.family == "encoder":
-        return [s.gold for s in _encoder_slots(loaded, probes)]
+        return [s.golds[0] for s in _encoder_slots(loaded, probes)]
     sentinels = _sentinel_style(loaded)
     rows = [_seq2seq_row(loaded.tokenizer, sentinels, p, p.answer) for p in probes]
     return [r.labels[r.span[0]] for r in rows]
 
 
 def _first_token(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int,
-                 vocabulary: Sequence[str] | None) -> list[tuple[int, int]]:
-    allowed = None if vocabulary is None else _first_token_ids(loaded, vocabulary)
+                 vocabulary: Sequence[str] | None, bos: Bos) -> list[tuple[int, int]]:
+    allowed = None if vocabulary is None else _first_token_ids(loaded, vocabulary, bos)
     if loaded.family == "decoder":
-        return _first_token_causal_or_masked(loaded, _decoder_slots(loaded, clozes), batch_size, allowed)
+        return _first_token_causal_or_masked(loaded, _decoder_slots(loaded, clozes, bos), batch_size, allowed)
     if loaded.family == "encoder":
         return _first_token_causal_or_masked(loaded, _encoder_slots(loaded, clozes), batch_size, allowed)
     return _first_token_seq2seq(loaded, clozes, batch_size, allowed)
+
+
+def object_pieces(loaded: LoadedModel, clozes: Sequence[Cloze], bos: Bos = "auto") -> list[int]:
+    """Per cloze, how many tokens its gold object spans in the slot — first-token mode judges
+    only the first of them, so callers can count or drop the others."""
+    tok = loaded.tokenizer
+    if loaded.family == "decoder":
+        return [len(full) - len(prompt) for prompt, full in (_decoder_tokens(tok, c, c.answer, bos) for c in clozes)]
+    if loaded.family == "encoder":
+        return [b - a for _, a, b in (_span(tok, c.prefix, c.answer, c.suffix, special=True) for c in clozes)]
+    if loaded.family not in _FAMILIES:
+        raise KnowledgeError(f"no cloze scorer for {loaded.family} models")
+    sentinels = _sentinel_style(loaded)
+    return [r.span[1] - r.span[0] for r in (_seq2seq_row(tok, sentinels, c, c.answer) for c in clozes)]
 
 
 # -- candidates: sequence log-likelihood -------------------------------------------------
@@ -266,7 +320,7 @@ def _empty_scores(clozes: Sequence[Cloze]) -> Scores:
     return [[0.0] * len(c.options) for c in clozes]
 
 
-def _decoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int) -> Scores:
+def _decoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int, bos: Bos) -> Scores:
     """log p(option + suffix | prefix): every token after the prefix, the suffix included."""
     import torch
 
@@ -274,7 +328,7 @@ def _decoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
     rows: list[tuple[list[int], int]] = []
     keys: list[tuple[int, int]] = []
     for n, c in enumerate(clozes):
-        start = _decoder_start(tok, c.prefix)
+        start = _decoder_start(tok, c.prefix, bos)
         context = start + _encode(tok, c.prefix.rstrip()) if c.prefix.strip() else start
         for o, option in enumerate(c.options):
             full = start + _encode(tok, _join(c.prefix, option) + c.suffix)
@@ -305,14 +359,14 @@ def _encoder_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
         for o, option in enumerate(c.options):
             ids, a, b = _span(loaded.tokenizer, c.prefix, option, c.suffix, special=True)
             for i in range(a, b):
-                slots.append(Slot(ids[:i] + [mask] * (b - i) + ids[b:], i, ids[i]))
+                slots.append(Slot(ids[:i] + [mask] * (b - i) + ids[b:], i, (ids[i],)))
                 keys.append((n, o))
     scores = _empty_scores(clozes)
     for batch in length_batches([s.ids for s in slots], batch_size):
         ids, attention = pad_rows([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
         logits = loaded.model(input_ids=ids, attention_mask=attention).logits.float()
         at = torch.log_softmax(logits[torch.arange(len(batch)), torch.tensor([slots[i].position for i in batch])], -1)
-        gold = torch.tensor([slots[i].gold for i in batch], device=at.device)
+        gold = torch.tensor([slots[i].golds[0] for i in batch], device=at.device)
         for i, value in zip(batch, at.gather(1, gold[:, None]).squeeze(1).tolist()):
             n, o = keys[i]
             scores[n][o] += value
@@ -341,26 +395,34 @@ def _seq2seq_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_
     return scores
 
 
-def _ranks_from_scores(scores: Scores) -> list[int]:
-    """1 + the number of wrong options scoring at least as high as the gold one (ties count against it)."""
-    return [1 + sum(s >= options[0] for s in options[1:]) for options in scores]
+def _ranks_from_scores(clozes: Sequence[Cloze], scores: Scores) -> list[int]:
+    """1 + the number of wrong options scoring at least as high as the best accepted one
+    (ties count against the answer)."""
+    ranks = []
+    for cloze, options in zip(clozes, scores):
+        accepted = len(cloze.answers)
+        best = max(options[:accepted])
+        ranks.append(1 + sum(s >= best for s in options[accepted:]))
+    return ranks
 
 
-_LOGLIKELIHOODS: dict[str, Callable[[LoadedModel, Sequence[Cloze], int], Scores]] = {
-    "decoder": _decoder_loglikelihoods,
-    "encoder": _encoder_loglikelihoods,
-    "encoder-decoder": _seq2seq_loglikelihoods,
-}
+_FAMILIES = ("decoder", "encoder", "encoder-decoder")
 
 
-def option_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int = 32) -> Scores:
-    """Each cloze's options (gold first) scored by their sequence log-likelihood under ``loaded``'s family."""
+def option_loglikelihoods(loaded: LoadedModel, clozes: Sequence[Cloze], batch_size: int = 32,
+                          bos: Bos = "auto") -> Scores:
+    """Each cloze's options (accepted answers first) scored by their sequence log-likelihood
+    under ``loaded``'s family; ``bos`` applies to decoders."""
     import torch
 
-    if loaded.family not in _LOGLIKELIHOODS:
+    if loaded.family not in _FAMILIES:
         raise KnowledgeError(f"no cloze scorer for {loaded.family} models")
     with torch.inference_mode():
-        return _LOGLIKELIHOODS[loaded.family](loaded, clozes, batch_size)
+        if loaded.family == "decoder":
+            return _decoder_loglikelihoods(loaded, clozes, batch_size, bos)
+        if loaded.family == "encoder":
+            return _encoder_loglikelihoods(loaded, clozes, batch_size)
+        return _seq2seq_loglikelihoods(loaded, clozes, batch_size)
 
 
 @dataclass(frozen=True)
@@ -372,33 +434,39 @@ class Predictions:
 
 
 def cloze_predictions(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_size: int = 32,
-                      vocabulary: Sequence[str] | None = None) -> Predictions:
+                      vocabulary: Sequence[str] | None = None, bos: Bos = "auto") -> Predictions:
     """Rank each cloze's answer under ``mode`` ('first_token' or 'candidates').
 
     ``vocabulary`` restricts first-token ranking to the tokens those words start with
-    (LAMA's common vocabulary); in candidates mode a cloze without candidates ranks 1.
+    (LAMA's common vocabulary). In candidates mode a cloze without a wrong candidate is an
+    error: with nothing competing, its rank 1 would be a hit the model never earned.
     The top answer is the best first token (decoded) or the best-scoring option.
     """
     import torch
 
     if mode == "first_token":
-        if loaded.family not in _LOGLIKELIHOODS:
+        if loaded.family not in _FAMILIES:
             raise KnowledgeError(f"no cloze scorer for {loaded.family} models")
         with torch.inference_mode():
-            ranked = _first_token(loaded, clozes, batch_size, vocabulary)
+            ranked = _first_token(loaded, clozes, batch_size, vocabulary, bos)
         answers = [loaded.tokenizer.decode([top]).strip() for _, top in ranked]
         return Predictions([rank for rank, _ in ranked], answers)
     if mode == "candidates":
-        scores = option_loglikelihoods(loaded, clozes, batch_size)
+        lonely = [c for c in clozes if len(c.options) == len(c.answers)]
+        if lonely:
+            raise KnowledgeError(f"{len(lonely)} of {len(clozes)} clozes have no wrong candidate to rank against, "
+                                 f"e.g. {lonely[0].prefix!r} with answer {lonely[0].answer!r} "
+                                 "(expected at least one candidate that is not an accepted answer)")
+        scores = option_loglikelihoods(loaded, clozes, batch_size, bos)
         answers = [c.options[max(range(len(row)), key=row.__getitem__)] for c, row in zip(clozes, scores)]
-        return Predictions(_ranks_from_scores(scores), answers)
+        return Predictions(_ranks_from_scores(clozes, scores), answers)
     raise KnowledgeError(f"unknown scoring mode {mode!r} (first_token or candidates)")
 
 
 def cloze_ranks(loaded: LoadedModel, clozes: Sequence[Cloze], mode: str, batch_size: int = 32,
-                vocabulary: Sequence[str] | None = None) -> list[int]:
+                vocabulary: Sequence[str] | None = None, bos: Bos = "auto") -> list[int]:
     """Only the ranks of ``cloze_predictions``."""
-    return cloze_predictions(loaded, clozes, mode, batch_size, vocabulary).ranks
+    return cloze_predictions(loaded, clozes, mode, batch_size, vocabulary, bos).ranks
 
 
 # -- metrics ------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ def baseline_entry(cr: CaseResult) -> dict[str, Any]:
         "n": r.n,
         "higher_is_better": r.higher_is_better,
         "outcomes": r.outcomes,
+        "ranks": list(r.ranks) if r.ranks is not None else None,
+        "example_ids": list(r.example_ids) if r.example_ids is not None else None,
         "extra": dict(sorted(r.extra.items())),
         "fingerprint": cr.fingerprint,
         "data_fingerprint": cr.data_fingerprint,
@@ -93,7 +95,7 @@ def baseline_entry(cr: CaseResult) -> dict[str, Any]:
 
 
 def _same_measurement(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("metric", "value", "n", "outcomes", "fingerprint", "data_fingerprint")
+    keys = ("metric", "value", "n", "outcomes", "ranks", "example_ids", "fingerprint", "data_fingerprint")
     return all(a.get(k) == b.get(k) for k in keys)
 
 

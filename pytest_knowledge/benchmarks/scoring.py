@@ -16,6 +16,8 @@ any of them counts, in both modes.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
@@ -243,6 +245,16 @@ def _rank_among(logits: torch.Tensor, golds: Sequence[Sequence[int]],
     return list(zip((above.sum(1) + 1).tolist(), logits.argmax(1).tolist()))
 
 
+@functools.lru_cache(maxsize=8)
+def _keeps_logits_type(model_type: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_type.forward).parameters
+
+
+def _keeps_logits(model: object) -> bool:
+    """Whether the model computes logits only at given positions (transformers' causal LMs do)."""
+    return _keeps_logits_type(type(model))
+
+
 def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_size: int,
                                   allowed: list[int] | None) -> list[tuple[int, int]]:
     import torch
@@ -250,9 +262,16 @@ def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_
     ranks = [(0, 0)] * len(slots)
     for batch in length_batches([s.ids for s in slots], batch_size):
         ids, mask = pad_rows([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
-        kwargs = {"use_cache": False} if loaded.family == "decoder" else {}
+        kwargs: dict[str, object] = {"use_cache": False} if loaded.family == "decoder" else {}
+        positions = torch.tensor([slots[i].position for i in batch])
+        if _keeps_logits(loaded.model):
+            # The LM head only at the scored positions: a vocabulary-wide row for one token per
+            # cloze instead of for every token of every row (the head is most of the work).
+            kept, where = torch.unique(positions, return_inverse=True)
+            kwargs["logits_to_keep"] = kept.to(ids.device)
+            positions = where
         logits = loaded.model(input_ids=ids, attention_mask=mask, **kwargs).logits.float()
-        at = logits[torch.arange(len(batch)), torch.tensor([slots[i].position for i in batch])]
+        at = logits[torch.arange(len(batch)), positions]
         for i, r in zip(batch, _rank_among(at, [slots[i].golds for i in batch], allowed)):
             ranks[i] = r
     return ranks

@@ -91,6 +91,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    session = node.config.stash.get(SESSION, None)
+    if session:
+        session.total = max(session.total, len(ids))  # the controller does not collect under xdist
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     session = node.config.stash.get(SESSION, None)
     if session:

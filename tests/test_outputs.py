@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 SUITE = """
 name: outputs
 models:
@@ -36,3 +38,33 @@ def test_a_conftest_output_sees_every_record_and_can_fail_the_session(pytester, 
     assert sorted((pytester.path / "seen.txt").read_text().split()) == ["tiny-dense-caps", "tiny-prune-0.50-caps"]
     assert (pytester.path / "finished.txt").read_text() == "2 0\n"
     result.stdout.fnmatch_lines(["*knowledge outputs failed*", "ERROR: chat notification not sent: no network"])
+
+
+def test_long_runs_log_their_steps_and_progress(pytester, tiny_llama):
+    """One-time steps and each case's phases go through the pytest_knowledge logger, and a run of
+    several cases logs cases done, rate and ETA: pytest's live logging shows them."""
+    pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama).replace("ratios: [0.5]", "ratios: [0.2, 0.4, 0.6]"))
+    result = pytester.runpytest_inprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
+                                          "--knowledge-no-cache", "--knowledge-no-history", "-p", "no:cacheprovider",
+                                          "--log-cli-level=INFO")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random([
+        "*loading model tiny from*",
+        "*scoring tiny dense*",
+        "*tiny-prune-0.20-caps: compressing*",
+        "*tiny-prune-0.20-caps: scoring*",
+        "*tiny-prune-0.20-caps: restoring the dense weights*",
+        "*knowledge: 1/4 cases done, * cases/s, ETA * s*",
+        "*knowledge: 4/4 cases done, * cases/s*",
+    ])
+
+
+@pytest.mark.slow
+def test_progress_counts_every_case_under_xdist(pytester, tiny_llama):
+    """Under xdist the controller collects nothing itself: the total comes from the workers' collection."""
+    pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama).replace("ratios: [0.5]", "ratios: [0.2, 0.4, 0.6]"))
+    result = pytester.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
+                                           "--knowledge-no-cache", "--knowledge-no-history", "-p", "no:cacheprovider",
+                                           "-n", "2", "--log-cli-level=INFO")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random(["*knowledge: 1/4 cases done*ETA*", "*knowledge: 4/4 cases done*"])

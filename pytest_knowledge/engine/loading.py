@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 _ENCODER_TYPES = {"bert", "roberta", "albert", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "camembert", "mpnet"}
+
+log = logging.getLogger("pytest_knowledge")
 
 
 def resolve(source: str) -> Weights:
@@ -180,6 +183,7 @@ def converted(weights: Weights, trust_remote_code: bool = False) -> Weights:
     fingerprint = file_fingerprint(weights)
     target = converted_root() / f"{Path(weights.gguf_file).stem}-{fingerprint}-transformers{transformers.__version__}"
     if not target.is_dir():
+        log.info("converting %s to a safetensors folder, once per file (%s)", weights.gguf_file, target)
         check_gguf(Path(weights.location) / weights.gguf_file)
         kwargs: dict[str, Any] = {"gguf_file": weights.gguf_file, "trust_remote_code": trust_remote_code}
         config = transformers.AutoConfig.from_pretrained(weights.location, **kwargs)

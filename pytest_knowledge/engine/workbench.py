@@ -8,6 +8,7 @@ snapshotted to CPU once and put back after every compressed case.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from pytest_knowledge.engine.loading import load
 from pytest_knowledge.engine.references import check_same_vocabulary, vocabulary_digest
 from pytest_knowledge.methods import CompressionContext, MethodReport
 from pytest_knowledge.suite.parse import BenchmarkEntry, Case, ModelEntry
+
+log = logging.getLogger("pytest_knowledge")
 
 
 class DenseSnapshot:
@@ -138,6 +141,7 @@ class Workbench:
             raise self._failed[entry]
         if self._model_key != entry:
             self._loaded = self._snapshot = None  # free the previous model first
+            log.info("loading model %s from %s", entry.name, entry.source)
             try:
                 self._loaded = load(entry.name, entry.source, entry.family, entry.dtype, self.device, entry.trust_remote_code)
             except KnowledgeError as error:
@@ -149,7 +153,9 @@ class Workbench:
         return self._loaded
 
     def evaluate_dense(self, entry: ModelEntry, benchmark: Benchmark) -> BenchmarkResult:
-        return benchmark.evaluate(self.model(entry))
+        loaded = self.model(entry)
+        log.info("scoring %s dense", entry.name)
+        return benchmark.evaluate(loaded)
 
     def compress(self, case: Case, loaded: LoadedModel) -> MethodReport:
         """Apply every step of the case's method; the caller restores afterwards."""
@@ -186,10 +192,13 @@ class Workbench:
             check_same_vocabulary(case, dense_reference.vocabulary, dense_reference.size, loaded.tokenizer)
         assert self._snapshot is not None
         try:
+            if case.method is not None:
+                log.info("%s: compressing", case.id)
             report = self.compress(case, loaded) if case.method is not None else None
             if not outputs_finite(loaded):
                 state = report.summary() if report else "as loaded"
                 raise KnowledgeError(f"{case.id}: the compressed model outputs NaN/inf logits ({state})")
+            log.info("%s: scoring", case.id)
             result = benchmark.evaluate(loaded)
             agreed = agreement.compare(loaded, dense_reference.texts, dense_reference.log_probs) if dense_reference else None
             if export is not None and report is not None:
@@ -198,4 +207,5 @@ class Workbench:
         except torch.OutOfMemoryError as error:
             raise KnowledgeError(f"{case.id}: out of memory while compressing or evaluating ({error})") from None
         finally:
+            log.info("%s: restoring the dense weights", case.id)
             self._snapshot.restore()

@@ -12,8 +12,10 @@ themselves are plugins fed through this project's hooks (``hookspecs``, ``output
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +45,8 @@ SEARCH_KEY = "knowledge_search"
 CASE_KEY = "knowledge_case"  # (suite, case id) on every report of a case, so a crash report can be placed
 CASES_OUTPUT = "knowledge_cases"  # a worker's collected cases, sent to the controller when it finishes
 RUN_PHASES = ("setup", "call", "teardown")  # xdist reports a crashed worker's case with another phase
+PROGRESS_FROM = 4  # runs of at least this many cases log cases done, rate and ETA
+log = logging.getLogger("pytest_knowledge")
 
 
 class KnowledgeSession:
@@ -79,6 +83,8 @@ class KnowledgeSession:
             config.getoption("knowledge_history"), self.rootpath)
         self.history: HistoryStore | None = None
         self.exitstatus = 0
+        self.total = 0  # cases collected (on the controller also under xdist)
+        self.started = time.monotonic()
         self._engine: Engine | None = None
 
     # -- set-up ---------------------------------------------------------------------------
@@ -183,6 +189,7 @@ class KnowledgeSession:
                 identity = (item.case.suite, item.case.id)
                 self.expected[item.nodeid] = identity
                 item.user_properties.append((CASE_KEY, list(identity)))
+        self.total = len(self.expected)
         if self.is_worker:
             self.config.workeroutput[CASES_OUTPUT] = {nodeid: list(i) for nodeid, i in self.expected.items()}  # type: ignore[attr-defined]
 
@@ -270,8 +277,19 @@ class KnowledgeSession:
             if key == RECORD_KEY and report.when == "call":
                 self.recorded.add(report.nodeid)
                 self._add(Record(**value))
+                self._progress()
         if not report.passed and report.nodeid not in self.recorded:
             self.unrecorded.setdefault(report.nodeid, report)
+
+    def _progress(self) -> None:
+        """Cases done, rate and ETA, through the ``pytest_knowledge`` logger (pytest's live logging shows it)."""
+        done, total = len(self.records), max(self.total, len(self.records))
+        if total < PROGRESS_FROM:
+            return
+        elapsed = time.monotonic() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f", ETA {(total - done) / rate:.0f} s" if rate > 0 and done < total else ""
+        log.info("knowledge: %d/%d cases done, %.2f cases/s%s", done, total, rate, eta)
 
     def _add(self, record: Record) -> None:
         self.records.append(record)

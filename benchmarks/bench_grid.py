@@ -78,7 +78,7 @@ def run_grid(work: Path, source: Path, cases: int) -> dict[str, float]:
 
 
 def history_at_scale(work: Path, runs: int, cases: int) -> tuple[float, float, float]:
-    from pytest_knowledge.gate.verdict import Record
+    from pytest_knowledge.gate.record import Record
     from pytest_knowledge.reports.files import write_report
     from pytest_knowledge.stores.history import HistoryStore, RunMeta
 

@@ -22,6 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from tabulate import tabulate
 
 from pytest_knowledge.core.errors import KnowledgeError
+from pytest_knowledge.core.formatting import number
+from pytest_knowledge.gate.record import same_measurement
 from pytest_knowledge.reports.files import write_report
 from pytest_knowledge.reports.table import table
 from pytest_knowledge.stores.baselines import BaselineStore
@@ -45,12 +47,6 @@ USAGE = 2
 
 def _table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
-
-
-def _num(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def _short(commit: str | None) -> str:
@@ -101,7 +97,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     run_ids = sorted({p.run_id for s in series for p in s.points})[-args.last:]
     rows = []
     for s in sorted(series, key=lambda s: (steps[(s.suite, s.case_id, s.metric)] is None, s.suite, s.case_id)):
-        values = {p.run_id: _num(p.value) + ("*" if p.status in FAILING else "") for p in s.points}
+        values = {p.run_id: number(p.value) + ("*" if p.status in FAILING else "") for p in s.points}
         step = steps[(s.suite, s.case_id, s.metric)]
         flag = (f"STEP DOWN {step.earlier:.4f} -> {step.recent:.4f} (allowed drop {step.allowed:.4f})"
                 if step else "")
@@ -126,7 +122,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         run_a, run_b = store.resolve(args.run_a), store.resolve(args.run_b)
         deltas = store.compare(run_a, run_b)
     deltas.sort(key=lambda d: (not d.regressed, d.suite, d.case_id))
-    rows = [(d.case_id, d.metric, _num(d.before), _num(d.after), _num(d.delta, signed=True), _num(d.allowed),
+    rows = [(d.case_id, d.metric, number(d.before), number(d.after), number(d.delta, signed=True), number(d.allowed),
              d.verdict) for d in deltas]
     print(_table(rows, ("case", "metric", f"run {run_a}", f"run {run_b}", "delta", "allowed drop", "verdict")))
     counts = Counter(d.verdict for d in deltas)
@@ -191,17 +187,16 @@ def cmd_baselines_diff(args: argparse.Namespace) -> int:
         stored = baselines.get(record.suite, record.model, record.case_id)
         entry = record.entry or {}
         if stored is None:
-            rows.append((record.case_id, "-", _num(record.current), "-", "-", "not in baselines"))
+            rows.append((record.case_id, "-", number(record.current), "-", "-", "not in baselines"))
             continue
-        same = (stored.get("value") == record.current and stored.get("outcomes") == entry.get("outcomes")
-                and stored.get("fingerprint") == entry.get("fingerprint"))
+        same = same_measurement(stored, record.entry)
         delta = record.current - stored["value"] if record.current is not None else None
-        rows.append((record.case_id, _num(stored["value"]), _num(record.current), _num(delta, signed=True),
+        rows.append((record.case_id, number(stored["value"]), number(record.current), number(delta, signed=True),
                      _flipped(stored.get("outcomes"), entry.get("outcomes")), "same" if same else "differs"))
     for suite, model in sorted({(s, m) for s, m, _ in measured}):
         for case_id, stored in sorted(baselines.entries(suite, model).items()):
             if (suite, model, case_id) not in measured:
-                rows.append((case_id, _num(stored["value"]), "-", "-", "-", f"not in run {run_id}"))
+                rows.append((case_id, number(stored["value"]), "-", "-", "-", f"not in run {run_id}"))
     print(_table(rows, ("case", "baseline", f"run {run_id}", "delta", "examples flipped", "state")))
     return 0
 

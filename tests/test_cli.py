@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_knowledge.cli import main
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.stores.history import HistoryStore, RunMeta
 from pytest_knowledge.suite.parse import load_suite
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_knowledge.core.files import write_atomic
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.stores.history import HistoryStore, RunMeta
 
 FAULTY_METHODS = '''

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.stores.history import HistoryError, HistoryStore, RunMeta, git_state, history_url
 from pytest_knowledge.stores.history.schema import SCHEMA_VERSION, schema_table
 from pytest_knowledge.suite.parse import load_suite

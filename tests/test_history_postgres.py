@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.stores.history import HistoryStore, RunMeta
 from pytest_knowledge.suite.tolerance import Tolerance
 

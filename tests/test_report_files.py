@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.reports.files import write_report
 from pytest_knowledge.stores.history import HistoryStore, RunMeta
 from pytest_knowledge.suite.tolerance import Tolerance

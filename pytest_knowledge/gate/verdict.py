@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_knowledge.core.versions import describe_versions
+from pytest_knowledge.gate.record import Record, same_measurement
 from pytest_knowledge.gate.significance import Significance, mcnemar, z_test
 from pytest_knowledge.suite.tolerance import (
     beyond_improvement,
@@ -25,52 +25,7 @@ if TYPE_CHECKING:
     from pytest_knowledge.benchmarks import BenchmarkResult
     from pytest_knowledge.engine.engine import CaseResult
     from pytest_knowledge.suite.parse import Case
-PASSING = ("pass", "improved", "new", "updated", "unchanged")
-SKIPPED = "skipped"
 SHOWN_FACTS = 10
-
-
-@dataclass(frozen=True)
-class Record:
-    suite: str
-    case_id: str
-    model: str
-    method: str
-    ratio: float | None
-    benchmark: str
-    metric: str
-    higher_is_better: bool
-    n: int
-    dense: float | None
-    baseline: float | None
-    current: float | None
-    delta: float | None
-    retention: float | None
-    status: str
-    message: str
-    method_report: str
-    seconds: float
-    entry: dict[str, Any] | None
-    from_cache: bool = False
-    p_value: float | None = None
-    agreement: float | None = None  # top-1 agreement with the dense model
-    kl: float | None = None  # mean KL(dense || compressed), nats
-    lost: list[dict[str, str]] = field(default_factory=list)  # examples known by the reference, lost now
-    gained: list[dict[str, str]] = field(default_factory=list)
-    compared_with: str = ""  # what lost/gained refer to: "baseline", "dense" or "dense <reference model>"
-    reference: str | None = None  # the model whose dense result "dense" is, when not this case's own
-
-    @property
-    def passed(self) -> bool:
-        return self.status in PASSING
-
-    @property
-    def failed(self) -> bool:
-        """Neither passed nor skipped (a case this machine cannot run is neither)."""
-        return not self.passed and self.status != SKIPPED
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def baseline_entry(cr: CaseResult) -> dict[str, Any]:
@@ -92,11 +47,6 @@ def baseline_entry(cr: CaseResult) -> dict[str, Any]:
         "versions": describe_versions(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-
-
-def _same_measurement(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("metric", "value", "n", "outcomes", "ranks", "example_ids", "fingerprint", "data_fingerprint")
-    return all(a.get(k) == b.get(k) for k in keys)
 
 
 def _mismatch(case: Case, cr: CaseResult, stored: dict[str, Any]) -> str | None:
@@ -169,7 +119,7 @@ def judge(case: Case, cr: CaseResult, stored: dict[str, Any] | None, update: boo
         agreement=cr.agreement.top1 if cr.agreement else None, kl=cr.agreement.kl if cr.agreement else None,
     )
     if update:
-        status = "new" if stored is None else ("unchanged" if _same_measurement(stored, entry) else "updated")
+        status = "new" if stored is None else ("unchanged" if same_measurement(stored, entry) else "updated")
         return Record(status=status, message="", **common)
     if stored is None:
         return Record(status="missing", message=(
@@ -249,13 +199,3 @@ def describe_changes(lost: list[dict], gained: list[dict], compared_with: str) -
 
 def _as_entry(result: BenchmarkResult) -> dict[str, Any]:
     return {"value": result.value, "outcomes": result.outcomes, "extra": result.extra}
-
-
-def error_record(case: Case, message: str, status: str = "error") -> Record:
-    """A case that could not be measured (model failed to load, NaN output, ...), or was skipped."""
-    return Record(
-        suite=case.suite, case_id=case.id, model=case.model.name, method=case.method_name, ratio=case.ratio,
-        benchmark=case.benchmark.name, metric="", higher_is_better=True, n=0, dense=None, baseline=None,
-        current=None, delta=None, retention=None, status=status, message=message, method_report="",
-        seconds=0.0, entry=None,
-    )

@@ -18,7 +18,8 @@ from tabulate import tabulate
 
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.files import write_atomic
-from pytest_knowledge.gate.verdict import SKIPPED, Record
+from pytest_knowledge.core.formatting import number
+from pytest_knowledge.gate.record import SKIPPED, Record
 from pytest_knowledge.reports.table import HEADERS, rows
 from pytest_knowledge.stores.history import (
     DEFAULT_WINDOW,
@@ -74,20 +75,14 @@ def _steps(series: Iterable[CaseSeries]) -> list[tuple[CaseSeries, StepChange]]:
     return [(s, step) for s, step in found if step is not None]
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
-
-
 def _attention_row(r: Record) -> tuple[str, ...]:
-    return (r.case_id, r.status, r.metric or "-", _fmt(r.dense), _fmt(r.baseline), _fmt(r.current),
-            _fmt(r.delta, signed=True), _fmt(r.retention))
+    return (r.case_id, r.status, r.metric or "-", number(r.dense), number(r.baseline), number(r.current),
+            number(r.delta, signed=True), number(r.retention))
 
 
 def _drift_row(series: CaseSeries, step: StepChange) -> tuple[str, ...]:
-    return (series.case_id, series.metric, _fmt(step.earlier), _fmt(step.recent), _fmt(step.drop),
-            _fmt(step.allowed), f"#{series.measured[step.recent_start].run_id}")
+    return (series.case_id, series.metric, number(step.earlier), number(step.recent), number(step.drop),
+            number(step.allowed), f"#{series.measured[step.recent_start].run_id}")
 
 
 def _headline(records: Sequence[Record], drifting: int, exit_status: int | None) -> str:

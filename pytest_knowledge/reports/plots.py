@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.stores.history import FAILING, CaseSeries, StepChange
 from pytest_knowledge.suite.parse import DENSE, format_ratio
 

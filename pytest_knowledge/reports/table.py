@@ -9,23 +9,18 @@ from pathlib import Path
 from tabulate import tabulate
 
 from pytest_knowledge.core.files import dump_json, write_atomic
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.core.formatting import number
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.suite.parse import format_ratio
 
 HEADERS = ("model", "method", "ratio", "benchmark", "metric", "dense", "baseline", "current", "delta", "p", "agree/KL", "verdict", "from")
-
-
-def _num(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
 def rows(records: list[Record]) -> list[tuple[str, ...]]:
     return [
         (
             r.model, r.method + (f" vs {r.reference}" if r.reference else ""), format_ratio(r.ratio) if r.ratio is not None else "-", r.benchmark, r.metric or "-",
-            _num(r.dense), _num(r.baseline), _num(r.current), _num(r.delta, signed=True),
+            number(r.dense), number(r.baseline), number(r.current), number(r.delta, signed=True),
             f"{r.p_value:.3g}" if r.p_value is not None else "-",
             f"{r.agreement:.2f}/{r.kl:.3f}" if r.agreement is not None and r.kl is not None else "-", r.status,
             "cache" if r.from_cache else "run",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from pytest_knowledge.gate.verdict import Record
+    from pytest_knowledge.gate.record import Record
     from pytest_knowledge.run.session import KnowledgeSession
 
 hookspec = pluggy.HookspecMarker("pytest")

@@ -20,7 +20,7 @@ from pytest_knowledge.stores.history import HistoryStore, RunMeta, RunWriter
 from pytest_knowledge.stores.results_file import update_baselines, write_results
 
 if TYPE_CHECKING:
-    from pytest_knowledge.gate.verdict import Record
+    from pytest_knowledge.gate.record import Record
     from pytest_knowledge.run.session import KnowledgeSession
 
 WRITE_ERRORS = (KnowledgeError, OSError, SQLAlchemyError)

@@ -29,7 +29,8 @@ from pytest_knowledge.engine.cache import ResultCache
 from pytest_knowledge.engine.devices import cuda_count, pin_worker, visible_devices
 from pytest_knowledge.engine.engine import Engine
 from pytest_knowledge.engine.ratio_search import find_max_ratio
-from pytest_knowledge.gate.verdict import SKIPPED, Record, error_record, judge
+from pytest_knowledge.gate.record import SKIPPED, Record, error_record
+from pytest_knowledge.gate.verdict import judge
 from pytest_knowledge.reports.table import table
 from pytest_knowledge.run.nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
 from pytest_knowledge.run.outputs import BaselinesOutput, FactsOutput, HistoryOutput, ReportOutput, ResultsFileOutput

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.files import dump_json, write_atomic
-from pytest_knowledge.gate.verdict import Record, error_record
+from pytest_knowledge.gate.record import Record, error_record, same_measurement
 from pytest_knowledge.stores.baselines import BaselineStore
 from pytest_knowledge.suite.parse import Suite
 
@@ -44,11 +44,6 @@ class Merged:
     conflicts: list[str] = field(default_factory=list)
 
 
-def _measurement(record: Record) -> tuple:
-    entry = record.entry or {}
-    return record.current, record.n, entry.get("outcomes"), entry.get("fingerprint")
-
-
 def merge(paths: list[Path]) -> Merged:
     """Union of the files' records by (suite, case id); differing duplicates are conflicts."""
     merged = Merged()
@@ -59,7 +54,7 @@ def merge(paths: list[Path]) -> Merged:
             if key not in seen:
                 seen[key] = (path, record)
                 merged.records.append(record)
-            elif _measurement(seen[key][1]) != _measurement(record):
+            elif not same_measurement(seen[key][1].entry, record.entry):
                 first_path, first = seen[key]
                 merged.conflicts.append(
                     f"{record.suite}/{record.case_id}: {first.current} in {first_path} but {record.current} in {path}"

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import sqlalchemy as sa
 
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 
 SCHEMA_VERSION = 1
 

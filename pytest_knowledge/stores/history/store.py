@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pytest_knowledge.core.errors import KnowledgeError
-from pytest_knowledge.gate.verdict import Record
+from pytest_knowledge.gate.record import Record
 from pytest_knowledge.stores.history.drift import (
     FAILING,
     CaseDelta,

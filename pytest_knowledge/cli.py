@@ -204,15 +204,11 @@ def cmd_baselines_diff(args: argparse.Namespace) -> int:
 def cmd_baselines_prune(args: argparse.Namespace) -> int:
     suite = load_suite(Path(args.suite))
     store = BaselineStore(Path(args.dir))
-    valid = {case.id for case in suite.cases()}
-    removed = 0
-    for model in suite.models:
-        stale = set(store.entries(suite.name, model.name)) - valid
-        for case_id in sorted(stale):
-            print(f"{'would remove' if args.dry_run else 'removed'} {store.path(suite.name, model.name)}: {case_id}")
-        if stale and not args.dry_run:
-            store.write(suite.name, model.name, {}, remove=stale)
-        removed += len(stale)
+    stale = store.stale(suite) if args.dry_run else store.prune(suite)
+    for model, case_ids in stale.items():
+        for case_id in sorted(case_ids):
+            print(f"{'would remove' if args.dry_run else 'removed'} {store.path(suite.name, model)}: {case_id}")
+    removed = sum(len(case_ids) for case_ids in stale.values())
     models = {m.name for m in suite.models}
     for suite_name, model_name in _baseline_files(store.root):
         if suite_name == suite.name and model_name not in models:

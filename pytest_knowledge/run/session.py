@@ -344,17 +344,9 @@ class KnowledgeSession:
 
     def stale_entries(self) -> list[str]:
         """Stored entries no case of the loaded suites uses (with -k, deselected cases still count as used)."""
-        stale = []
-        for path in self.suite_paths:
-            suite = self.load(path)
-            ids = {c.id for c in suite.cases()}
-            for model in suite.models:
-                try:
-                    entries = self.store.entries(suite.name, model.name)
-                except KnowledgeError:
-                    continue
-                stale += [f"{self.store.path(suite.name, model.name)}: {cid}" for cid in sorted(set(entries) - ids)]
-        return stale
+        return [f"{self.store.path(suite.name, model)}: {case_id}"
+                for suite in map(self.load, self.suite_paths)
+                for model, case_ids in self.store.stale(suite).items() for case_id in sorted(case_ids)]
 
     def summary(self, reporter: Any) -> None:
         if self.is_worker:

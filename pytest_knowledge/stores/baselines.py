@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
-from pytest_knowledge.core.errors import BaselineError
+from pytest_knowledge.core.errors import BaselineError, KnowledgeError
 from pytest_knowledge.core.files import dump_json, write_atomic
+
+if TYPE_CHECKING:
+    from pytest_knowledge.suite.parse import Suite
 
 FORMAT = 1
 REQUIRED = ("metric", "value", "n", "higher_is_better", "fingerprint")
@@ -28,6 +31,8 @@ LOCK_TIMEOUT = 120.0  # seconds; a writer holds the lock only while it rewrites 
 
 
 class BaselineStore:
+    """Baseline files, one per (suite, model): read, locked updates, and the entries no case uses."""
+
     def __init__(self, root: Path):
         self.root = root
         self._files: dict[tuple[str, str], dict[str, Any]] = {}
@@ -85,6 +90,28 @@ class BaselineStore:
                                 "or choose another baseline folder") from None
         self._files[(suite, model)] = entries
         return path
+
+
+    def stale(self, suite: Suite) -> dict[str, set[str]]:
+        """Entries of ``suite``'s baseline files that no case of the suite uses, per model
+        (unreadable files are skipped here: reading them for a case reports them)."""
+        used = {case.id for case in suite.cases()}
+        found = {}
+        for model in suite.models:
+            try:
+                unused = set(self.entries(suite.name, model.name)) - used
+            except KnowledgeError:
+                continue
+            if unused:
+                found[model.name] = unused
+        return found
+
+    def prune(self, suite: Suite) -> dict[str, set[str]]:
+        """Remove ``stale(suite)`` entries (under the lock, like any update); returns what was removed."""
+        stale = self.stale(suite)
+        for model, case_ids in stale.items():
+            self.write(suite.name, model, {}, remove=case_ids)
+        return stale
 
 
 def lock_path(path: Path) -> Path:

@@ -63,3 +63,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "smollm2" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def tiny_suite():
+    """``write(source, name=..., methods=..., ratios=..., benchmarks=...)``: see ``tiny_suite_text``."""
+    return tiny_suite_text
+
+
+def tiny_suite_text(source, *, name: str = "tiny", methods: str = "[{name: prune, method: magnitude}]",
+               ratios: str = "[0.5]", benchmarks: str = "[{name: caps, benchmark: facts, limit: 2}]") -> str:
+    """A suite file's text for a local checkpoint ``source`` (the tiny Llama): one model named
+    ``tiny``, the methods, ratios and benchmarks as YAML flow text."""
+    return (f"name: {name}\nmodels:\n  - {{name: tiny, source: \"{source}\"}}\nmethods: {methods}\n"
+            f"ratios: {ratios}\nbenchmarks: {benchmarks}\n")

@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-SUITE = """
-name: {name}
-models:
-  - {{name: tiny, source: "{source}"}}
-methods:
-  - {{name: prune, method: magnitude}}
-ratios: [0.5]
-benchmarks:
-  - {{name: caps, benchmark: facts, limit: 2}}
-"""
 IDS = ["tiny-dense-caps", "tiny-prune-0.50-caps"]
 
 
-def _outside_suites(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, source, names):
+def _outside_suites(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, tiny_suite, source, names):
     """Suite files with one grid, each in its own folder outside the rootdir, linked from one suite folder."""
     pytester.makeini("[pytest]\n")  # the rootdir is the project, not a common parent of the suites
     linked = tmp_path_factory.mktemp("suites")
     files = []
     for i, name in enumerate(names):
         target = tmp_path_factory.mktemp(f"elsewhere{i}") / "suite.yaml"
-        target.write_text(SUITE.format(name=name, source=source))
+        target.write_text(tiny_suite(source, name=name))
         (linked / f"{i}.yaml").symlink_to(target)
         files.append(target)
     return linked, files
 
 
-def test_suites_outside_the_rootdir_each_run_every_case_under_xdist(pytester, tmp_path_factory, tiny_llama):
-    folder, files = _outside_suites(pytester, tmp_path_factory, tiny_llama, ["first", "second"])
+def test_suites_outside_the_rootdir_each_run_every_case_under_xdist(pytester, tmp_path_factory, tiny_llama, tiny_suite):
+    folder, files = _outside_suites(pytester, tmp_path_factory, tiny_suite, tiny_llama, ["first", "second"])
     assert not any(f.is_relative_to(pytester.path) for f in files)
     result = pytester.runpytest_subprocess(f"--knowledge-suite={folder}", "--knowledge-update-baselines",
                                            "--knowledge-no-cache", "--knowledge-no-history", "-n", "2", "-rA")
@@ -39,8 +29,8 @@ def test_suites_outside_the_rootdir_each_run_every_case_under_xdist(pytester, tm
     result.stdout.fnmatch_lines_random([f"PASSED {f.as_posix()}::{case_id}" for f in files for case_id in IDS])
 
 
-def test_two_files_with_one_suite_name_are_refused_before_any_case_runs(pytester, tmp_path_factory, tiny_llama):
-    folder, files = _outside_suites(pytester, tmp_path_factory, tiny_llama, ["same", "same"])
+def test_two_files_with_one_suite_name_are_refused_before_any_case_runs(pytester, tmp_path_factory, tiny_llama, tiny_suite):
+    folder, files = _outside_suites(pytester, tmp_path_factory, tiny_suite, tiny_llama, ["same", "same"])
     result = pytester.runpytest_subprocess(f"--knowledge-suite={folder}", "--knowledge-no-cache",
                                            "--knowledge-no-history")
     assert result.ret != 0
@@ -48,8 +38,8 @@ def test_two_files_with_one_suite_name_are_refused_before_any_case_runs(pytester
     result.assert_outcomes(errors=1)
 
 
-def test_suite_inside_the_rootdir_keeps_its_relative_id(pytester, tiny_llama):
-    pytester.mkdir("suites").joinpath("mini.yaml").write_text(SUITE.format(name="mini", source=tiny_llama))
+def test_suite_inside_the_rootdir_keeps_its_relative_id(pytester, tiny_llama, tiny_suite):
+    pytester.mkdir("suites").joinpath("mini.yaml").write_text(tiny_suite(tiny_llama, name="mini"))
     result = pytester.runpytest("--knowledge-suite=suites/mini.yaml", "--co", "-q")
     assert result.ret == 0
     result.stdout.fnmatch_lines([f"suites/mini.yaml::{case_id}" for case_id in IDS])

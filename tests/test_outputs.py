@@ -4,17 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-SUITE = """
-name: outputs
-models:
-  - {{name: tiny, source: "{source}"}}
-methods:
-  - {{name: prune, method: magnitude}}
-ratios: [0.5]
-benchmarks:
-  - {{name: caps, benchmark: facts, limit: 2}}
-"""
-
 CONFTEST = """
 def pytest_knowledge_record(session, record):
     with open("seen.txt", "a") as out:
@@ -28,8 +17,8 @@ def pytest_knowledge_finish(session):
 """
 
 
-def test_a_conftest_output_sees_every_record_and_can_fail_the_session(pytester, tiny_llama):
-    pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama))
+def test_a_conftest_output_sees_every_record_and_can_fail_the_session(pytester, tiny_llama, tiny_suite):
+    pytester.makefile(".yaml", suite=tiny_suite(tiny_llama, name="outputs"))
     pytester.makeconftest(CONFTEST)
     result = pytester.runpytest_inprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
                                           "--knowledge-no-cache", "--knowledge-no-history", "-p", "no:cacheprovider")
@@ -40,10 +29,10 @@ def test_a_conftest_output_sees_every_record_and_can_fail_the_session(pytester, 
     result.stdout.fnmatch_lines(["*knowledge outputs failed*", "ERROR: chat notification not sent: no network"])
 
 
-def test_long_runs_log_their_steps_and_progress(pytester, tiny_llama):
+def test_long_runs_log_their_steps_and_progress(pytester, tiny_llama, tiny_suite):
     """One-time steps and each case's phases go through the pytest_knowledge logger, and a run of
     several cases logs cases done, rate and ETA: pytest's live logging shows them."""
-    pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama).replace("ratios: [0.5]", "ratios: [0.2, 0.4, 0.6]"))
+    pytester.makefile(".yaml", suite=tiny_suite(tiny_llama, name="outputs", ratios="[0.2, 0.4, 0.6]"))
     result = pytester.runpytest_inprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
                                           "--knowledge-no-cache", "--knowledge-no-history", "-p", "no:cacheprovider",
                                           "--log-cli-level=INFO")
@@ -60,9 +49,9 @@ def test_long_runs_log_their_steps_and_progress(pytester, tiny_llama):
 
 
 @pytest.mark.slow
-def test_progress_counts_every_case_under_xdist(pytester, tiny_llama):
+def test_progress_counts_every_case_under_xdist(pytester, tiny_llama, tiny_suite):
     """Under xdist the controller collects nothing itself: the total comes from the workers' collection."""
-    pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama).replace("ratios: [0.5]", "ratios: [0.2, 0.4, 0.6]"))
+    pytester.makefile(".yaml", suite=tiny_suite(tiny_llama, name="outputs", ratios="[0.2, 0.4, 0.6]"))
     result = pytester.runpytest_subprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
                                            "--knowledge-no-cache", "--knowledge-no-history", "-p", "no:cacheprovider",
                                            "-n", "2", "--log-cli-level=INFO")

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import json
 
-SUITE = """
-name: hardware
-models:
-  - {{name: tiny, source: "{source}"}}
-methods:
-  - {{name: fp8_dynamic, method: torchao, scheme: float8_dynamic}}
-  - {{name: fp8_weight, method: torchao, scheme: float8_weight}}
-benchmarks:
-  - {{name: caps, benchmark: facts, limit: 2}}
-"""
 
-
-def test_a_scheme_the_cpu_cannot_run_is_a_skip_in_every_output(pytester, tiny_llama):
-    pytester.makefile(".yaml", suite=SUITE.format(source=tiny_llama))
+def test_a_scheme_the_cpu_cannot_run_is_a_skip_in_every_output(pytester, tiny_llama, tiny_suite):
+    pytester.makefile(".yaml", suite=tiny_suite(tiny_llama, name="hardware", ratios="[]", methods="[{name: fp8_dynamic, method: torchao, scheme: float8_dynamic}, {name: fp8_weight, method: torchao, scheme: float8_weight}]"))
     result = pytester.runpytest_inprocess("--knowledge-suite=suite.yaml", "--knowledge-update-baselines",
                                           "--knowledge-no-cache", "--knowledge-results=results.json",
                                           "--knowledge-report=report.md", "-rs", "-p", "no:cacheprovider")

@@ -11,6 +11,7 @@ import transformers
 from safetensors import safe_open
 
 from pytest_knowledge.api.models import Weights
+from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.engine import loading as models
 from pytest_knowledge.engine.loading import converted, converted_root, resolve
 
@@ -44,7 +45,7 @@ def test_each_gguf_content_gets_its_own_folder(tmp_path: Path, monkeypatch: pyte
     first.mkdir(parents=True)  # an existing conversion is used as is, without reading the GGUF file
     assert converted(weights).location == str(first)
     gguf.write_bytes(b"second")
-    with pytest.raises(ValueError):  # not a GGUF file: conversion is attempted, never the old folder reused
+    with pytest.raises(KnowledgeError, match="cannot read the GGUF file"):  # conversion is attempted, never the old folder reused
         converted(weights)
     assert sorted(p.name for p in converted_root().iterdir()) == [first.name]  # no scratch folder left
 

@@ -58,6 +58,10 @@ class Record:
         """Neither passed nor skipped (a case this machine cannot run is neither)."""
         return not self.passed and self.status != SKIPPED
 
+    def measures_the_same_as(self, other: Record) -> bool:
+        """Same value and status, and entries that are ``same_measurement`` (a shard merge's test)."""
+        return (self.current, self.status) == (other.current, other.status) and same_measurement(self.entry, other.entry)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_knowledge.core.errors import KnowledgeError
 from pytest_knowledge.core.files import dump_json, write_atomic
-from pytest_knowledge.gate.record import Record, error_record, same_measurement
+from pytest_knowledge.gate.record import Record, error_record
 from pytest_knowledge.stores.baselines import BaselineStore
 from pytest_knowledge.suite.parse import Suite
 
@@ -54,7 +54,7 @@ def merge(paths: list[Path]) -> Merged:
             if key not in seen:
                 seen[key] = (path, record)
                 merged.records.append(record)
-            elif not same_measurement(seen[key][1].entry, record.entry):
+            elif not seen[key][1].measures_the_same_as(record):
                 first_path, first = seen[key]
                 merged.conflicts.append(
                     f"{record.suite}/{record.case_id}: {first.current} in {first_path} but {record.current} in {path}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import pytest
@@ -58,10 +59,16 @@ def make_tiny_llama():
     return save_tiny_llama
 
 
+SLOW_CALLS = ("runpytest_subprocess", "subprocess.run", "Popen", "multiprocessing", '"-n"')
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that asks for the real SmolLM2 is slow by definition (see the marker in pyproject.toml)."""
+    """Slow by definition (the marker in pyproject.toml): a test that asks for the real SmolLM2, or
+    whose code starts other processes (pytest in a subprocess, xdist workers, other programs)."""
     for item in items:
-        if "smollm2" in getattr(item, "fixturenames", ()):
+        function = getattr(item, "function", None)
+        source = inspect.getsource(function) if function is not None else ""
+        if "smollm2" in getattr(item, "fixturenames", ()) or any(call in source for call in SLOW_CALLS):
             item.add_marker(pytest.mark.slow)
 
 

@@ -106,6 +106,7 @@ def test_outcomes_are_identical_between_one_and_two_workers_and_all_are_recorded
     assert len(one) == CASES and one == two
 
 
+@pytest.mark.slow  # three whole sessions
 def test_shards_split_the_grid_and_merge_back(project, capsys):
     project.runpytest("--knowledge-suite=suite.yaml", "--knowledge-update-baselines").assert_outcomes(passed=CASES)
     for k in (1, 2):

@@ -88,6 +88,7 @@ def run_probe(pytester: pytest.Pytester, source, workers: int, *args: str,
     return [dict(part.split("=", 1) for part in details.split(";")) for details in reports]
 
 
+@pytest.mark.slow  # starts xdist workers
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks CPU-only workers")
 def test_cpu_workers_split_the_cores_and_see_no_device(pytester, tiny_llama):
     seen = run_probe(pytester, tiny_llama, 2)

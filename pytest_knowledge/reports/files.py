@@ -34,6 +34,8 @@ ATTENTION_HEADERS = ("case", "verdict", "metric", "dense", "baseline", "current"
 FACT_HEADERS = ("subject", "relation", "expected", "answered now")
 DRIFT_HEADERS = ("case", "metric", "earlier median", "recent median", "drop", "allowed", "since run")
 
+HISTORY_FIGURES = 12  # history plots of groups without a step-down; drawing them dominates long histories
+
 
 def write_report(path: Path, records: Sequence[Record], history: HistoryStore | None, *,
                  title: str = "Knowledge report", until_run: int | None = None, exit_status: int | None = None) -> Path:
@@ -192,7 +194,12 @@ def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: 
     groups = _history_groups(series, flagged)
     if not groups:
         parts.append("<p>No case has two or more stored runs yet.</p>")
-    for group in groups:
+    stepping = [g for g in groups if any((s.suite, s.case_id) in flagged for s in g)]
+    shown = stepping + [g for g in groups if g not in stepping][:HISTORY_FIGURES]
+    if len(shown) < len(groups):
+        parts.append(f"<p>Every group with a case stepping down, then the first {HISTORY_FIGURES} others; "
+                     f"{len(groups) - len(shown)} more groups are in <code>pytest-knowledge history</code>.</p>")
+    for group in shown:
         first = group[0]
         name = f"{first.suite} / {first.model} / {first.method} / {first.benchmark}"
         steps = {s.case_id: flagged[(s.suite, s.case_id)] for s in group if (s.suite, s.case_id) in flagged}

@@ -225,14 +225,14 @@ def test_the_rendered_report_shows_its_plots(tmp_path: Path) -> None:
     assert plot_lines(shown[: HEIGHT // 3]) > 1500, "the benchmark plots are not near the top of the page"
 
 
-def test_long_histories_plot_every_step_down_and_a_capped_number_of_other_groups(tmp_path: Path, monkeypatch) -> None:
-    """The drifting group is always drawn; the others up to HISTORY_FIGURES, the rest named as left out."""
+def test_long_histories_plot_a_capped_number_of_groups_step_downs_first(tmp_path: Path, monkeypatch) -> None:
+    """Up to HISTORY_FIGURES history plots, the drifting group first; the rest are named as left out."""
     from pytest_knowledge.reports import files
 
     monkeypatch.setattr(files, "HISTORY_FIGURES", 1)
     store, records = drifting_history(tmp_path / "h.db")
     page = write_report(tmp_path / "r.html", records, store).read_text()
     history = page.split("<h2>History</h2>")[1].split("<h2>All cases</h2>")[0]
-    assert history.count("<img") == 2  # magnitude (stepping down) and the first other group (dense)
-    assert "1 more groups are in <code>pytest-knowledge history</code>" in history
-    assert "s / m / magnitude / facts" in history and "s / m / int8 / facts" not in history
+    assert history.count("<img") == 1
+    assert "2 more groups are in <code>pytest-knowledge history</code>" in history
+    assert "s / m / magnitude / facts" in history and "s / m / dense / facts" not in history

@@ -34,7 +34,7 @@ ATTENTION_HEADERS = ("case", "verdict", "metric", "dense", "baseline", "current"
 FACT_HEADERS = ("subject", "relation", "expected", "answered now")
 DRIFT_HEADERS = ("case", "metric", "earlier median", "recent median", "drop", "allowed", "since run")
 
-HISTORY_FIGURES = 12  # history plots of groups without a step-down; drawing them dominates long histories
+HISTORY_FIGURES = 12  # history plots in the HTML report; drawing them dominates long histories
 
 
 def write_report(path: Path, records: Sequence[Record], history: HistoryStore | None, *,
@@ -194,11 +194,11 @@ def render_html(records: Sequence[Record], series: Sequence[CaseSeries], title: 
     groups = _history_groups(series, flagged)
     if not groups:
         parts.append("<p>No case has two or more stored runs yet.</p>")
-    stepping = [g for g in groups if any((s.suite, s.case_id) in flagged for s in g)]
-    shown = stepping + [g for g in groups if g not in stepping][:HISTORY_FIGURES]
+    shown = groups[:HISTORY_FIGURES]  # groups stepping down come first; all of them are listed above
     if len(shown) < len(groups):
-        parts.append(f"<p>Every group with a case stepping down, then the first {HISTORY_FIGURES} others; "
-                     f"{len(groups) - len(shown)} more groups are in <code>pytest-knowledge history</code>.</p>")
+        parts.append(f"<p>The first {HISTORY_FIGURES} groups, those stepping down first (every step-down is in "
+                     f"the table above); {len(groups) - len(shown)} more groups are in "
+                     "<code>pytest-knowledge history</code>.</p>")
     for group in shown:
         first = group[0]
         name = f"{first.suite} / {first.model} / {first.method} / {first.benchmark}"

@@ -93,6 +93,14 @@ def length_batches(rows: Sequence[Sequence[int]], batch_size: int) -> list[list[
     return _batches(sorted(range(len(rows)), key=lambda i: len(rows[i])), batch_size)
 
 
+def position_batches(positions: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of row indices that are all read at one position (shortest first)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in sorted(range(len(positions)), key=lambda i: positions[i]):
+        groups[positions[i]].append(i)
+    return [batch for group in groups.values() for batch in _batches(group, batch_size)]
+
+
 def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -260,16 +268,18 @@ def _first_token_causal_or_masked(loaded: LoadedModel, slots: list[Slot], batch_
     import torch
 
     ranks = [(0, 0)] * len(slots)
-    for batch in length_batches([s.ids for s in slots], batch_size):
-        ids, mask = pad_rows([slots[i].ids for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
+    keep = _keeps_logits(loaded.model)
+    rows = [s.ids for s in slots]
+    # Where the model can compute its LM head at chosen positions only, batch rows that are read at
+    # the same position: one vocabulary-wide row per cloze instead of one per token of every row.
+    batches = position_batches([s.position for s in slots], batch_size) if keep else length_batches(rows, batch_size)
+    for batch in batches:
+        ids, mask = pad_rows([rows[i] for i in batch], loaded.tokenizer.pad_token_id, loaded.device)
         kwargs: dict[str, object] = {"use_cache": False} if loaded.family == "decoder" else {}
         positions = torch.tensor([slots[i].position for i in batch])
-        if _keeps_logits(loaded.model):
-            # The LM head only at the scored positions: a vocabulary-wide row for one token per
-            # cloze instead of for every token of every row (the head is most of the work).
-            kept, where = torch.unique(positions, return_inverse=True)
-            kwargs["logits_to_keep"] = kept.to(ids.device)
-            positions = where
+        if keep:
+            kwargs["logits_to_keep"] = positions[:1].to(ids.device)
+            positions = torch.zeros_like(positions)
         logits = loaded.model(input_ids=ids, attention_mask=mask, **kwargs).logits.float()
         at = logits[torch.arange(len(batch)), positions]
         for i, r in zip(batch, _rank_among(at, [slots[i].golds for i in batch], allowed)):

@@ -20,7 +20,9 @@ MEASUREMENT_KEYS = ("metric", "value", "n", "outcomes", "ranks", "example_ids", 
 
 
 @dataclass(frozen=True)
-class Record:
+class CaseIdentity:
+    """Which case a result belongs to and how its metric reads: shared by a record and a case's history."""
+
     suite: str
     case_id: str
     model: str
@@ -29,6 +31,12 @@ class Record:
     benchmark: str
     metric: str
     higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Record(CaseIdentity):
+    """One case's verdict with everything every output stores about it."""
+
     n: int
     dense: float | None
     baseline: float | None

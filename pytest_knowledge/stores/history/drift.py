@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_knowledge.gate.record import CaseIdentity
 from pytest_knowledge.suite.tolerance import EPSILON, Tolerance, worsening
 
 DEFAULT_WINDOW = 3
@@ -72,17 +73,9 @@ def detect_step(values: Sequence[float], higher_is_better: bool, tolerance: Tole
 
 
 @dataclass(frozen=True)
-class CaseSeries:
+class CaseSeries(CaseIdentity):
     """One case's results over runs, oldest first."""
 
-    suite: str
-    case_id: str
-    model: str
-    method: str
-    ratio: float | None
-    benchmark: str
-    metric: str
-    higher_is_better: bool
     tolerance: Tolerance | None
     points: tuple[CasePoint, ...]
 

@@ -41,6 +41,17 @@ def test_public_api_resolves_every_name():
         pytest_knowledge.Engine  # noqa: B018
 
 
+def install_entry_point(folder: Path, monkeypatch, distribution: str, line: str) -> None:
+    """An installed distribution (its dist-info on sys.path) naming ``line`` in the pytest_knowledge group,
+    and registries that load their plugins again."""
+    info = folder / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[pytest_knowledge]\n{line}\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setitem(plugins._state, "loaded", False)
+
+
 def test_an_installed_entry_point_registers_a_method_without_a_conftest(tmp_path, monkeypatch):
     (tmp_path / "thirdparty_noop.py").write_text(textwrap.dedent('''
         from dataclasses import dataclass
@@ -54,12 +65,7 @@ def test_an_installed_entry_point_registers_a_method_without_a_conftest(tmp_path
         def noop(model, config, ratio, context):
             return MethodReport(touched_parameters=0)
     '''))
-    info = tmp_path / "thirdparty_noop-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-noop\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[pytest_knowledge]\nnoop = thirdparty_noop\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(plugins._state, "loaded", False)
+    install_entry_point(tmp_path, monkeypatch, "thirdparty-noop", "noop = thirdparty_noop")
     try:
         assert "thirdparty_noop" in METHODS
         suite = parse_suite({"models": ["m"], "methods": [{"name": "n", "method": "thirdparty_noop"}],
@@ -71,12 +77,7 @@ def test_an_installed_entry_point_registers_a_method_without_a_conftest(tmp_path
 
 
 def test_a_broken_entry_point_names_itself(tmp_path, monkeypatch):
-    info = tmp_path / "broken-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[pytest_knowledge]\nbroken = no_such_module_here\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(plugins._state, "loaded", False)
+    install_entry_point(tmp_path, monkeypatch, "broken", "broken = no_such_module_here")
     with pytest.raises(pytest_knowledge.KnowledgeError, match="entry point 'broken' = 'no_such_module_here'"):
         METHODS.names()
 

@@ -7,6 +7,7 @@ exit status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,45 +47,34 @@ class BaselinesOutput:
             session.output_failed(problem)
 
 
-class ResultsFileOutput:
-    """``--knowledge-results=PATH``: every record, for merging shards."""
+class FileOutput:
+    """One file written when the session finishes (``--knowledge-results``, ``--knowledge-facts``,
+    ``--knowledge-report``); a failed write names the output and fails the session."""
 
-    def __init__(self, path: Path, meta: dict[str, Any]):
-        self.path, self.meta = path, meta
-
-    def pytest_knowledge_finish(self, session: KnowledgeSession) -> None:
-        try:
-            write_results(self.path, session.records, self.meta)
-        except WRITE_ERRORS as error:
-            session.output_failed(_not_written("results file", error))
-
-
-class FactsOutput:
-    """``--knowledge-facts=PATH``: every lost and gained fact."""
-
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, what: str, path: Path, write: Callable[[KnowledgeSession, Path], object]):
+        self.what, self.path, self.write = what, path, write
 
     def pytest_knowledge_finish(self, session: KnowledgeSession) -> None:
         try:
-            export_facts(self.path, session.records)
+            self.write(session, self.path)
         except WRITE_ERRORS as error:
-            session.output_failed(_not_written("facts export", error))
+            session.output_failed(_not_written(self.what, error))
 
 
-class ReportOutput:
-    """``--knowledge-report=PATH`` (HTML or Markdown), headlined with the session's exit status."""
+def results_file(meta: dict[str, Any]) -> Callable[[KnowledgeSession, Path], object]:
+    """Every record, for merging shards."""
+    return lambda session, path: write_results(path, session.records, meta)
 
-    def __init__(self, path: Path):
-        self.path = path
 
-    def pytest_knowledge_finish(self, session: KnowledgeSession) -> None:
-        try:
-            write_report(self.path, session.records, session.history, exit_status=session.status())
-        except WRITE_ERRORS as error:
-            session.output_failed(_not_written("report", error))
-        else:
-            session.reports_written.append(self.path)
+def facts_export(session: KnowledgeSession, path: Path) -> None:
+    """Every lost and gained fact."""
+    export_facts(path, session.records)
+
+
+def report(session: KnowledgeSession, path: Path) -> None:
+    """HTML or Markdown, headlined with the session's exit status so far."""
+    write_report(path, session.records, session.history, exit_status=session.status())
+    session.reports_written.append(path)
 
 
 class HistoryOutput:

@@ -33,7 +33,14 @@ from pytest_knowledge.gate.record import SKIPPED, Record, error_record
 from pytest_knowledge.gate.verdict import judge
 from pytest_knowledge.reports.table import table
 from pytest_knowledge.run.nodes import CaseItem, KnowledgeFailure, SearchItem, SuiteFile
-from pytest_knowledge.run.outputs import BaselinesOutput, FactsOutput, HistoryOutput, ReportOutput, ResultsFileOutput
+from pytest_knowledge.run.outputs import (
+    BaselinesOutput,
+    FileOutput,
+    HistoryOutput,
+    facts_export,
+    report,
+    results_file,
+)
 from pytest_knowledge.run.sharding import assign_shards, parse_shard, worker_groups
 from pytest_knowledge.stores.baselines import BaselineStore
 from pytest_knowledge.stores.history import HistoryError, HistoryStore, history_url
@@ -153,11 +160,11 @@ class KnowledgeSession:
         results = self.config.getoption("knowledge_results")
         if results:
             meta = {"suites": [str(p) for p in self.suite_paths], "shard": self.config.getoption("knowledge_shard")}
-            outputs.append(ResultsFileOutput(self._path(results), meta))
+            outputs.append(FileOutput("results file", self._path(results), results_file(meta)))
         facts = self.config.getoption("knowledge_facts")
         if facts:
-            outputs.append(FactsOutput(self._path(facts)))
-        outputs += [ReportOutput(path) for path in self.reports]
+            outputs.append(FileOutput("facts export", self._path(facts), facts_export))
+        outputs += [FileOutput("report", path, report) for path in self.reports]
         if self.history is not None:
             outputs.append(HistoryOutput(self.history))
         for i, output in enumerate(outputs):
